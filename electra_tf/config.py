@@ -1,0 +1,505 @@
+"""Typed, frozen configuration for every part of electra_tf.
+
+A config is plain data: nested frozen dataclasses loaded from YAML. Loading is strict (an
+unknown key is an error that names the key and the valid ones; a value of the wrong type is an
+error that names the key, the value and the expected type), overrides use dotted paths
+(``--set train.num_steps=100``) and the effective config is written next to every checkpoint and
+export with :func:`save_config`.
+
+Values the reference implementation derives are derived here too, never typed in YAML:
+generator heads (``hidden // 64``), generator FFN width (``4 × hidden``) and
+``max_predictions = int((mask_prob + 0.005) × seq_length)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from importlib import resources
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says where and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Transformer encoder hyper-parameters (the discriminator's; the generator derives its own).
+
+    Attributes:
+      vocab_size: number of WordPiece ids; must equal the vocabulary's line count.
+      hidden_size: width of the transformer layers.
+      num_layers: number of transformer layers.
+      num_heads: attention heads per layer (``hidden_size`` must be divisible by it).
+      intermediate_size: width of the feed-forward layer.
+      embedding_size: width of the (shared) token/position/segment embeddings; projected to
+        ``hidden_size`` when different (ELECTRA-Small: 128 → 256).
+      max_position_embeddings: size of the learned position table.
+      type_vocab_size: number of segment ids.
+      dropout_rate: dropout after embeddings, attention output and feed-forward output.
+      attention_dropout_rate: dropout on attention probabilities.
+      activation: ``gelu`` (exact, erf-based, as the original ELECTRA) or ``gelu_approximate``
+        (tanh approximation, as keras-hub).
+      layer_norm_epsilon: LayerNorm epsilon (1e-12 in the reference).
+      initializer_range: stddev of the truncated-normal weight initializer.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 256
+    num_layers: int = 12
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    embedding_size: int = 128
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    activation: str = "gelu"
+    layer_norm_epsilon: float = 1e-12
+    initializer_range: float = 0.02
+
+    def validate(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_heads={self.num_heads}")
+        _check_choice("model.activation", self.activation, ("gelu", "gelu_approximate", "relu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """The generator: same depth as the discriminator, narrower.
+
+    Attributes:
+      hidden_fraction: generator width as a fraction of ``model.hidden_size`` (paper: 1/4 for
+        Small and Large, 1/3 for Base). Ignored when ``hidden_size`` is set.
+      hidden_size: explicit generator width (overrides ``hidden_fraction``).
+      num_heads: explicit head count; default ``max(1, hidden // 64)`` as the reference.
+      intermediate_size: explicit FFN width; default ``4 × hidden`` as the reference.
+    """
+
+    hidden_fraction: float = 0.25
+    hidden_size: Optional[int] = None
+    num_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """Pre-training objective (google-research/electra ``configure_pretraining.py``).
+
+    Attributes:
+      objective: ``electra`` (replaced-token detection + generator MLM) or ``mlm`` (a plain
+        BERT-style masked LM on the same encoder, for ablations).
+      mask_prob: fraction of non-special tokens selected for prediction.
+      max_predictions: cap on selected positions per sequence; default
+        ``int((mask_prob + 0.005) × seq_length)``.
+      mask_token_rate: of the selected positions, the fraction replaced by ``[MASK]``.
+      random_token_rate: of the selected positions, the fraction replaced by a random token;
+        the rest keep the original token (and are still predicted).
+      generator_weight: weight of the generator MLM loss.
+      discriminator_weight: weight of the replaced-token-detection loss (paper: 50).
+      temperature: sampling temperature for the generator's replacements.
+    """
+
+    objective: str = "electra"
+    mask_prob: float = 0.15
+    max_predictions: Optional[int] = None
+    mask_token_rate: float = 0.85
+    random_token_rate: float = 0.0
+    generator_weight: float = 1.0
+    discriminator_weight: float = 50.0
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        _check_choice("objective.objective", self.objective, ("electra", "mlm"))
+        for name in ("mask_prob", "mask_token_rate", "random_token_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"objective.{name}={value} must be within [0, 1]")
+        if self.mask_token_rate + self.random_token_rate > 1.0:
+            raise ConfigError(
+                "objective.mask_token_rate + objective.random_token_rate must be <= 1, got "
+                f"{self.mask_token_rate} + {self.random_token_rate}")
+        if self.temperature <= 0:
+            raise ConfigError(f"objective.temperature={self.temperature} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule (google-research/electra ``model/optimization.py``).
+
+    The rate at step t is ``learning_rate · (1 − t/T)^decay_power · min(1, t/warmup_steps)``
+    (warmup multiplied into the decay), with T the total number of steps.
+
+    Attributes:
+      name: ``adamw`` or ``lamb``.
+      learning_rate: peak learning rate.
+      warmup_steps: linear warmup length in steps.
+      warmup_fraction: warmup as a fraction of the total steps; used when > 0 (fine-tuning).
+      decay_power: exponent of the polynomial decay (1 = linear).
+      end_learning_rate: rate reached at the last step.
+      weight_decay: decoupled weight decay; never applied to LayerNorm weights or biases.
+      beta_1, beta_2, epsilon: Adam moments and epsilon.
+      bias_correction: apply Adam's bias correction (the reference does not).
+      clip_norm: global-norm clipping of the cross-replica gradient; 0 disables.
+      layerwise_lr_decay: ``d`` in ``lr · d^(L + 2 − depth)``; 1.0 disables (pre-training).
+    """
+
+    name: str = "adamw"
+    learning_rate: float = 5e-4
+    warmup_steps: int = 10000
+    warmup_fraction: float = 0.0
+    decay_power: float = 1.0
+    end_learning_rate: float = 0.0
+    weight_decay: float = 0.01
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-6
+    bias_correction: bool = False
+    clip_norm: float = 1.0
+    layerwise_lr_decay: float = 1.0
+
+    def validate(self) -> None:
+        _check_choice("optimizer.name", self.name, ("adamw", "lamb"))
+        if self.learning_rate <= 0:
+            raise ConfigError(f"optimizer.learning_rate={self.learning_rate} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Input data and tokenizer settings.
+
+    Attributes:
+      seq_length: fixed sequence length of every example (must match the TFRecords).
+      vocab_path: WordPiece vocabulary file; empty means the packaged BERT uncased vocab.
+      lower_case: lower-case and strip accents before WordPiece (uncased vocabularies).
+      shuffle_buffer: examples held by the tf.data shuffle buffer.
+      cycle_length: TFRecord files read in parallel.
+    """
+
+    seq_length: int = 128
+    vocab_path: str = ""
+    lower_case: bool = True
+    shuffle_buffer: int = 10000
+    cycle_length: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training loop settings.
+
+    Attributes:
+      batch_size: global batch size (split across replicas).
+      num_steps: total optimizer steps (T in the learning-rate schedule).
+      seed: seed for initialization, masking, sampling, dropout and shuffling.
+      accumulation_steps: micro-batches accumulated per optimizer step.
+      log_every, checkpoint_every, eval_every: intervals in steps.
+      eval_steps: validation batches per evaluation.
+      keep_checkpoints: checkpoints kept by the checkpoint manager.
+      mixed_precision: ``float32``, ``mixed_float16`` (GPU, with loss scaling) or
+        ``mixed_bfloat16`` (TPU).
+      jit_compile: compile the train step with XLA.
+      deterministic: enable TF's deterministic ops (exact resume, reproducible numbers).
+    """
+
+    batch_size: int = 128
+    num_steps: int = 1_000_000
+    seed: int = 0
+    accumulation_steps: int = 1
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    eval_every: int = 10000
+    eval_steps: int = 100
+    keep_checkpoints: int = 3
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    deterministic: bool = True
+
+    def validate(self) -> None:
+        _check_choice("train.mixed_precision", self.mixed_precision,
+                      ("float32", "mixed_float16", "mixed_bfloat16"))
+        for name in ("batch_size", "num_steps", "accumulation_steps", "log_every",
+                     "checkpoint_every", "eval_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")
+        if self.batch_size % self.accumulation_steps:
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} is not divisible by "
+                f"train.accumulation_steps={self.accumulation_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning defaults (google-research/electra ``configure_finetuning.py``).
+
+    Attributes:
+      learning_rate: peak learning rate (Large: 5e-5).
+      layerwise_lr_decay: ``d`` in ``lr · d^(L + 2 − depth)`` (Large: 0.9).
+      warmup_fraction: warmup as a fraction of the total steps.
+      weight_decay: decoupled weight decay.
+      batch_size: training batch size.
+      epochs: passes over the training set.
+      seq_length: maximum tokens per example (longer inputs are truncated).
+      dropout_rate: dropout before the classification layer.
+      seeds: comma-separated seeds; each is a full fine-tuning run, the median is reported.
+    """
+
+    learning_rate: float = 1e-4
+    layerwise_lr_decay: float = 0.8
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    epochs: int = 3
+    seq_length: int = 128
+    dropout_rate: float = 0.1
+    seeds: str = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole configuration: one YAML file, one section per dataclass."""
+
+    model: ModelConfig = ModelConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+    def validate(self) -> "Config":
+        """Checks cross-field constraints; returns self so calls chain."""
+        self.model.validate()
+        self.objective.validate()
+        self.optimizer.validate()
+        self.train.validate()
+        gen = self.generator_model
+        if gen.hidden_size % gen.num_heads:
+            raise ConfigError(
+                f"generator hidden size {gen.hidden_size} is not divisible by its "
+                f"{gen.num_heads} heads")
+        if self.data.seq_length > self.model.max_position_embeddings:
+            raise ConfigError(
+                f"data.seq_length={self.data.seq_length} exceeds "
+                f"model.max_position_embeddings={self.model.max_position_embeddings}")
+        if not 1 <= self.max_predictions <= self.data.seq_length:
+            raise ConfigError(
+                f"max_predictions={self.max_predictions} must be within "
+                f"[1, data.seq_length={self.data.seq_length}]")
+        return self
+
+    @property
+    def max_predictions(self) -> int:
+        """Positions predicted per sequence: explicit, or the reference's derivation."""
+        if self.objective.max_predictions is not None:
+            return self.objective.max_predictions
+        return int((self.objective.mask_prob + 0.005) * self.data.seq_length)
+
+    @property
+    def generator_model(self) -> ModelConfig:
+        """The generator's encoder config: the discriminator's with narrower width."""
+        g = self.generator
+        hidden = g.hidden_size or max(1, int(round(self.model.hidden_size * g.hidden_fraction)))
+        return dataclasses.replace(
+            self.model,
+            hidden_size=hidden,
+            num_heads=g.num_heads or max(1, hidden // 64),
+            intermediate_size=g.intermediate_size or 4 * hidden,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict loading from plain data.
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Returns ``value`` as type ``tp`` or raises ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping of {tp.__name__} fields, got {value!r}")
+        return _from_dict(tp, value, prefix=key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}={value!r} has type {type(value).__name__}, expected {_type_name(tp)}")
+
+
+def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys"
+            f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
+    return cls(**{k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()})
+
+
+def from_dict(data: dict) -> Config:
+    """Builds a validated :class:`Config` from nested plain data (e.g. parsed YAML)."""
+    return _from_dict(Config, data or {}).validate()
+
+
+def to_dict(config: Config) -> dict:
+    """Nested plain data for ``config``, including derived values under ``derived``."""
+    out = dataclasses.asdict(config)
+    out["derived"] = {
+        "max_predictions": config.max_predictions,
+        "generator_model": dataclasses.asdict(config.generator_model),
+    }
+    return out
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the configs that ship with the package (``electra_small``, ``debug_tiny``, …)."""
+    folder = resources.files("electra_tf") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str) -> str:
+    """A YAML path as given, or the packaged config of that name (``electra_small``)."""
+    if os.path.exists(name_or_path):
+        return name_or_path
+    base = os.path.basename(name_or_path)
+    base = base[:-5] if base.endswith(".yaml") else base
+    if base in packaged_config_names():
+        return str(resources.files("electra_tf") / "configs" / f"{base}.yaml")
+    raise ConfigError(
+        f"config {name_or_path!r} is neither a file nor a packaged config "
+        f"({', '.join(packaged_config_names())})")
+
+
+def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> Config:
+    """Loads a YAML config (a path or a packaged name) and applies ``a.b=value`` overrides.
+
+    Args:
+      name_or_path: a YAML file, a packaged config name, or None for the built-in defaults
+        (ELECTRA-Small).
+      overrides: ``section.key=value`` strings; values are parsed as YAML scalars and type
+        checked against the field.
+
+    Raises:
+      ConfigError: unknown key, wrong type, malformed override or invalid combination.
+    """
+    data: dict = {}
+    if name_or_path:
+        path = resolve_config_path(name_or_path)
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        try:
+            config = from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    else:
+        config = Config().validate()
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: Config, overrides: tuple[str, ...] | list[str]) -> Config:
+    """Returns ``config`` with ``section.key=value`` overrides applied and re-validated."""
+    data = dataclasses.asdict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(
+                    f"override {dotted!r}: {'.'.join(parts[:i + 1])!r} is not a config section; "
+                    f"sections: {', '.join(k for k, v in node.items() if isinstance(v, dict))}")
+            node = node[part]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise ConfigError(
+                f"unknown config key {dotted!r}; valid keys: "
+                f"{', '.join(k for k, v in node.items() if not isinstance(v, dict))}")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    return from_dict(data)
+
+
+def override_keys() -> list[str]:
+    """Every dotted key ``--set`` accepts, with its type and default (for ``--help``)."""
+    hints_cache: dict = {}
+    rows = []
+    for section in dataclasses.fields(Config):
+        cls = section.type if isinstance(section.type, type) else typing.get_type_hints(Config)[section.name]
+        hints = hints_cache.setdefault(cls, typing.get_type_hints(cls))
+        for f in dataclasses.fields(cls):
+            rows.append(f"{section.name}.{f.name} ({_type_name(hints[f.name])}, default {f.default!r})")
+    return rows
+
+
+def save_config(config: Config, directory: str, extra: Optional[dict] = None) -> str:
+    """Writes the effective config (and derived values) as ``config.yaml`` + ``config.json``.
+
+    ``extra`` (e.g. tokenizer settings) is stored in the JSON only.
+    Returns the YAML path.
+    """
+    import tensorflow as tf  # gs:// and other file systems
+
+    tf.io.gfile.makedirs(directory)
+    data = dataclasses.asdict(config)
+    yaml_path = os.path.join(directory, "config.yaml")
+    with tf.io.gfile.GFile(yaml_path, "w") as f:
+        f.write(yaml.safe_dump(data, sort_keys=False))
+    full = to_dict(config)
+    if extra:
+        full.update(extra)
+    with tf.io.gfile.GFile(os.path.join(directory, "config.json"), "w") as f:
+        f.write(json.dumps(full, indent=2, sort_keys=True))
+    return yaml_path
+
+
+def load_saved_config(directory: str) -> Config:
+    """Loads the ``config.yaml`` that :func:`save_config` wrote into ``directory``."""
+    import tensorflow as tf
+
+    path = os.path.join(directory, "config.yaml")
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{directory}: no config.yaml (expected a model directory written "
+                          "by electra_tf.pretrain or electra_tf.finetune)")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return from_dict(yaml.safe_load(f.read()))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
