@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m electra_tf.demo --output_dir $(DEMO_DIR)
 
+# pytest exits 5 when it collects no tests: that is a failure here too.
 test: $(STAMP)
-	$(PY) -m pytest tests --durations=15 -p no:cacheprovider
+	@rc=0; $(PY) -m pytest tests --durations=15 -p no:cacheprovider || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected; failing" >&2; fi; exit $$rc
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
