@@ -349,6 +349,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -361,7 +366,7 @@ def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys"
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys"
             f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}")
     return cls(**{k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()})
 

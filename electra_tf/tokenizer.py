@@ -6,12 +6,12 @@ bytes, not characters. We therefore normalize in the graph exactly as the refere
 ``BasicTokenizer`` does and then run tensorflow-text's ``BertTokenizer`` with its own
 normalization switched off:
 
-1. drop NUL, U+FFFD and every control/format/private/surrogate character (``_clean_text``);
-   tab, newline, carriage return and Unicode spaces become a plain space first;
+1. drop NUL, U+FFFD and every control (Cc) and format (Cf) character (``_clean_text``); tab,
+   newline, carriage return and Unicode spaces become a plain space first;
 2. lower-case (``str.lower``) — uncased vocabularies only;
 3. NFD, then drop combining marks (``_run_strip_accents``) — uncased vocabularies only;
 4. split on whitespace, punctuation and CJK characters; greedy longest-match WordPiece;
-   a word of more than 100 characters becomes ``[UNK]``.
+   a word of more than 200 characters becomes ``[UNK]``.
 
 Everything is TensorFlow ops, so the same code runs in Beam workers, in ``tf.data`` and inside
 an exported SavedModel that takes raw text.
@@ -28,13 +28,22 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-MAX_CHARS_PER_WORD = 100  # BERT's WordpieceTokenizer.max_input_chars_per_word
+MAX_CHARS_PER_WORD = 200  # BERT's WordpieceTokenizer.max_input_chars_per_word
 BERT_UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 
 # Whitespace per the reference (space, \t, \n, \r and category Zs); Zl/Zp split words there too.
 _WHITESPACE = r"[\t\n\r\p{Z}]"
-# Category C (controls, formats, private use, surrogates) plus U+FFFD, removed by _clean_text.
-_REMOVED = r"[\p{Cc}\p{Cf}\p{Co}\p{Cs}\x{FFFD}]"
+# Controls and format characters plus U+FFFD, removed by _clean_text (private-use characters
+# are kept: the reference's _is_control looks at Cc and Cf only).
+_REMOVED = r"[\p{Cc}\p{Cf}\x{FFFD}]"
+# Word boundaries of the reference BasicTokenizer: whitespace splits and disappears; ASCII
+# symbols, Unicode punctuation and CJK ideographs each become a word of their own.
+_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|\p{P}"
+_CJK = (r"[\x{4E00}-\x{9FFF}]|[\x{3400}-\x{4DBF}]|[\x{20000}-\x{2A6DF}]|"
+        r"[\x{2A700}-\x{2B73F}]|[\x{2B740}-\x{2B81F}]|[\x{2B820}-\x{2CEAF}]|"
+        r"[\x{F900}-\x{FAFF}]|[\x{2F800}-\x{2FA1F}]")
+_SPLIT = r"\s+|" + _PUNCTUATION + "|" + _CJK
+_KEEP = _PUNCTUATION + "|" + _CJK
 _COMBINING_MARKS = r"\p{Mn}"
 
 
@@ -128,10 +137,10 @@ class Tokenizer(tf.Module):
                 self.vocab_path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
                 tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
             default_value=-1)
-        self._bert = tf_text.BertTokenizer(
+        # Words are capped in characters before WordPiece sees them, so its byte cap never bites.
+        self._wordpiece = tf_text.WordpieceTokenizer(
             self._table, token_out_type=tf.int64, unknown_token="[UNK]",
-            lower_case=False, max_bytes_per_word=4 * MAX_CHARS_PER_WORD + 4)
-        self._trimmer_cache: dict = {}
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD)
 
     @property
     def vocab_size(self) -> int:
@@ -151,14 +160,17 @@ class Tokenizer(tf.Module):
     def tokenize(self, texts) -> tf.RaggedTensor:
         """Strings of shape [batch] → int32 WordPiece ids, ragged [batch, (tokens)].
 
-        No special tokens are added. Words longer than 100 characters become ``[UNK]`` as in
+        No special tokens are added. Words longer than 200 characters become ``[UNK]`` as in
         the reference.
         """
         texts = tf.convert_to_tensor(texts, tf.string)
-        words = self._bert._basic_tokenizer.tokenize(normalize(texts, self.lower_case))
-        pieces = self._bert._wordpiece_tokenizer.tokenize(words)  # [batch, words, pieces]
-        too_long = tf.strings.length(words, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
-        pieces = _replace_long_words(pieces, too_long, self.unk_id)
+        words = tf_text.regex_split(normalize(texts, self.lower_case), _SPLIT, _KEEP)
+        # A literal "[UNK]" in the input never gets here whole: "[" and "]" split off above.
+        words = tf.ragged.map_flat_values(
+            lambda w: tf.where(tf.strings.length(w, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD,
+                               self.vocab[self.unk_id], w),
+            words)
+        pieces = self._wordpiece.tokenize(words)  # [batch, words, pieces]
         return tf.cast(pieces.merge_dims(1, 2), tf.int32)
 
     def encode(self, texts, texts_b=None, seq_length: int = 128) -> dict[str, tf.Tensor]:
@@ -176,8 +188,10 @@ class Tokenizer(tf.Module):
         budget = seq_length - 1 - len(segments)
         if budget < 0:
             raise TokenizerError(f"seq_length={seq_length} leaves no room for any token")
-        trimmer = tf_text.ShrinkLongestTrimmer(budget, axis=-1)
-        segments = trimmer.trim(segments)
+        if len(segments) == 1:
+            segments = [segments[0][:, :budget]]
+        else:  # ShrinkLongestTrimmer fails to trace for a single segment, so only pairs use it.
+            segments = tf_text.ShrinkLongestTrimmer(budget, axis=-1).trim(segments)
         token_ids, segment_ids = tf_text.combine_segments(
             segments, start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id)
         token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, seq_length, self.pad_id)
@@ -193,7 +207,7 @@ class Tokenizer(tf.Module):
         if not isinstance(token_ids, tf.RaggedTensor):
             token_ids = tf.RaggedTensor.from_tensor(
                 tf.convert_to_tensor(token_ids), padding=self.pad_id)
-        words = self._bert.detokenize(tf.cast(token_ids, tf.int64))
+        words = self._wordpiece.detokenize(tf.cast(token_ids, tf.int64))
         return tf.strings.reduce_join(words, axis=-1, separator=" ")
 
     def check_settings(self, other: dict, where: str) -> None:
@@ -203,23 +217,6 @@ class Tokenizer(tf.Module):
                  for k in mine if k in other and other[k] != mine[k]]
         if diffs:
             raise TokenizerError(f"tokenizer settings of {where} do not match: " + "; ".join(diffs))
-
-
-def _replace_long_words(pieces: tf.RaggedTensor, too_long: tf.RaggedTensor,
-                        unk_id: int) -> tf.RaggedTensor:
-    """Replaces the pieces of each over-long word with a single ``[UNK]``."""
-    # Keep every piece of normal words and only the first piece of over-long ones, then
-    # overwrite that piece with [UNK].
-    word_lengths = pieces.values.row_lengths()  # pieces per word
-    flat_too_long = too_long.flat_values
-    keep_lengths = tf.where(flat_too_long, tf.minimum(word_lengths, 1), word_lengths)
-    starts = pieces.values.row_starts()
-    positions = tf.ragged.range(starts, starts + keep_lengths)
-    kept = tf.gather(pieces.values.values, positions.flat_values)
-    word_of_piece = positions.value_rowids()
-    kept = tf.where(tf.gather(flat_too_long, word_of_piece), tf.cast(unk_id, kept.dtype), kept)
-    words = tf.RaggedTensor.from_row_lengths(kept, keep_lengths, validate=False)
-    return pieces.with_values(words)
 
 
 def vocab_path_for(data_config) -> str:

@@ -1,0 +1,178 @@
+"""Token, position and segment embeddings shared by the ELECTRA generator and discriminator.
+
+Also holds the two building blocks every ELECTRA layer uses, because this is the bottom of the
+model stack (the encoder and the heads import from here):
+
+* :func:`derive_seed` turns ``config.train.seed`` plus a stable name path into the seed of one
+  initializer or dropout stream, so two builds with the same seed have identical weights and
+  identical dropout masks, independent of Keras' global RNG and of layer-name counters.
+* :class:`SeededDropout`, dropout whose stream is a ``keras.random.SeedGenerator`` seeded from
+  :func:`derive_seed`, with the replica id folded in so that replicas of a
+  ``MirroredStrategy`` draw different masks (a plain Keras ``Dropout`` under MirroredStrategy
+  has one mirrored seed state and therefore drops the *same* positions on every replica).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from electra_tf.config import ModelConfig
+
+
+def derive_seed(seed: int, *names: Any) -> int:
+    """A stable 31-bit seed for the random stream called ``names`` under ``seed``.
+
+    Args:
+      seed: the base seed (``config.train.seed`` or a seed derived from it).
+      *names: a path naming the stream, e.g. ``("discriminator", "layer_3", "query")``.
+
+    Returns:
+      An int in [0, 2**31): the same for the same arguments in every process (SHA-256 based,
+      unlike Python's salted ``hash``).
+    """
+    text = "/".join(str(part) for part in (seed, *names))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def weight_initializer(config: ModelConfig, seed: int, *names: Any) -> keras.initializers.Initializer:
+    """Truncated normal with stddev ``initializer_range`` (reference ``create_initializer``).
+
+    Keras initializers with an integer seed return the same values on every call, so each
+    variable gets its own derived seed.
+    """
+    return keras.initializers.TruncatedNormal(
+        stddev=config.initializer_range, seed=derive_seed(seed, *names))
+
+
+def model_config_to_dict(config: ModelConfig) -> dict:
+    """JSON-ready form of a :class:`ModelConfig` for ``get_config``."""
+    return dataclasses.asdict(config)
+
+
+def model_config_from_dict(data: dict | ModelConfig) -> ModelConfig:
+    """Inverse of :func:`model_config_to_dict`; passes a ModelConfig through unchanged."""
+    if isinstance(data, ModelConfig):
+        return data
+    return ModelConfig(**data)
+
+
+class SeededDropout(keras.layers.Layer):
+    """Dropout with a deterministic, checkpointable, replica-aware random stream.
+
+    Each training call draws the next seed from its ``SeedGenerator`` (state ``[seed, calls]``),
+    folds in the replica id (0 outside a strategy) and applies
+    ``tf.nn.experimental.stateless_dropout``. The state variable is *not* tracked by
+    ``tf.train.Checkpoint`` through the layer (Keras 3 does not track seed generators);
+    ``ElectraPretrainer.seed_generator_variables()`` exposes all of them for checkpoints.
+
+    Args:
+      rate: fraction of units dropped, in [0, 1).
+      seed: seed of this layer's stream (see :func:`derive_seed`).
+
+    Call args:
+      inputs: any float tensor.
+      training: Python bool; dropout is applied only when true and ``rate > 0``.
+    """
+
+    def __init__(self, rate: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{self.name}: dropout rate {rate} must be within [0, 1)")
+        self.rate = float(rate)
+        self.seed = int(seed)
+        self.supports_masking = True
+        # No stream (and no state to checkpoint) when the layer can never drop anything.
+        self.seed_generator = (
+            keras.random.SeedGenerator(self.seed, name="seed_generator") if self.rate else None)
+
+    def call(self, inputs, training=None):
+        if not training or not self.rate:
+            return inputs
+        seed = self.seed_generator.next()
+        context = tf.distribute.get_replica_context()
+        replica_id = context.replica_id_in_sync_group if context is not None else 0
+        seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config
+
+
+class ElectraEmbeddings(keras.layers.Layer):
+    """Word + position + segment embeddings, LayerNorm, dropout (reference ``embeddings``).
+
+    One instance is shared by the generator and the discriminator (paper §3.2, "weight sharing":
+    tying the embeddings only). The projection to each encoder's hidden width is owned by the
+    encoder, not by this layer.
+
+    Args:
+      model_config: :class:`~electra_tf.config.ModelConfig`; uses ``vocab_size``,
+        ``embedding_size``, ``max_position_embeddings``, ``type_vocab_size``,
+        ``layer_norm_epsilon``, ``dropout_rate`` and ``initializer_range``.
+      seed: seed of this layer's initializers and dropout stream.
+
+    Call args:
+      token_ids: int [batch, seq].
+      segment_ids: int [batch, seq].
+      training: Python bool, enables dropout.
+
+    Returns:
+      [batch, seq, embedding_size] in the layer's compute dtype.
+
+    Weights (checkpoint names): ``word_embeddings`` [vocab, E], ``position_embeddings``
+    [max_position, E], ``segment_embeddings`` [type_vocab, E], ``layer_norm/{gamma,beta}``.
+    """
+
+    def __init__(self, model_config: ModelConfig | dict, seed: int = 0, **kwargs):
+        kwargs.setdefault("name", "embeddings")
+        super().__init__(**kwargs)
+        self.model_config = model_config_from_dict(model_config)
+        self.seed = int(seed)
+        cfg = self.model_config
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=cfg.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
+        self.dropout = SeededDropout(
+            cfg.dropout_rate, derive_seed(self.seed, "dropout"), dtype=self.dtype_policy,
+            name="dropout")
+
+    def build(self, token_ids_shape=None, segment_ids_shape=None):
+        cfg = self.model_config
+        self.word_embeddings = self.add_weight(
+            shape=(cfg.vocab_size, cfg.embedding_size), name="word_embeddings",
+            initializer=weight_initializer(cfg, self.seed, "word_embeddings"))
+        self.position_embeddings = self.add_weight(
+            shape=(cfg.max_position_embeddings, cfg.embedding_size), name="position_embeddings",
+            initializer=weight_initializer(cfg, self.seed, "position_embeddings"))
+        self.segment_embeddings = self.add_weight(
+            shape=(cfg.type_vocab_size, cfg.embedding_size), name="segment_embeddings",
+            initializer=weight_initializer(cfg, self.seed, "segment_embeddings"))
+        self.layer_norm.build((None, None, cfg.embedding_size))
+        self.built = True
+
+    def call(self, token_ids, segment_ids, training=None):
+        seq_length = tf.shape(token_ids)[1]
+        # Gather rows from the float32 tables, then cast only the gathered rows (mixed precision).
+        x = tf.gather(self.word_embeddings.value, token_ids)
+        x += tf.gather(self.segment_embeddings.value, segment_ids)
+        x += self.position_embeddings.value[tf.newaxis, :seq_length]
+        x = tf.cast(x, self.compute_dtype)
+        return self.dropout(self.layer_norm(x), training=training)
+
+    def compute_output_shape(self, token_ids_shape, segment_ids_shape=None):
+        return tuple(token_ids_shape) + (self.model_config.embedding_size,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"model_config": model_config_to_dict(self.model_config),
+                       "seed": self.seed})
+        return config

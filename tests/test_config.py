@@ -1,0 +1,112 @@
+"""Configs: strict YAML, typed overrides, derived values, paper hyper-parameters."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from electra_tf import config as config_lib
+from electra_tf.config import ConfigError, load_config
+
+
+def test_packaged_configs_load_and_validate():
+    names = config_lib.packaged_config_names()
+    for name in ("electra_small", "electra_base", "electra_large", "electra_small_released",
+                 "debug_tiny", "demo"):
+        assert name in names
+        load_config(name)
+
+
+@pytest.mark.parametrize("name, hidden, layers, heads, ffn, emb, gen_hidden, lr, batch, seq, steps", [
+    ("electra_small", 256, 12, 4, 1024, 128, 64, 5e-4, 128, 128, 1_000_000),
+    ("electra_base", 768, 12, 12, 3072, 768, 256, 2e-4, 256, 512, 766_000),
+    ("electra_large", 1024, 24, 16, 4096, 1024, 256, 2e-4, 2048, 512, 400_000),
+    ("electra_small_released", 256, 12, 4, 1024, 128, 256, 5e-4, 128, 512, 1_000_000),
+])
+def test_paper_hyperparameters(name, hidden, layers, heads, ffn, emb, gen_hidden, lr, batch,
+                               seq, steps):
+    c = load_config(name)
+    m = c.model
+    assert (m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.embedding_size) == (
+        hidden, layers, heads, ffn, emb)
+    gen = c.generator_model
+    assert gen.hidden_size == gen_hidden and gen.num_layers == layers
+    assert gen.num_heads == max(1, gen_hidden // 64) and gen.intermediate_size == 4 * gen_hidden
+    assert (c.optimizer.learning_rate, c.train.batch_size, c.data.seq_length,
+            c.train.num_steps) == (lr, batch, seq, steps)
+    assert (m.vocab_size, c.optimizer.weight_decay, c.optimizer.beta_2, c.optimizer.epsilon,
+            c.optimizer.clip_norm, c.optimizer.warmup_steps) == (30522, 0.01, 0.999, 1e-6, 1.0,
+                                                                 10000)
+    assert c.objective.discriminator_weight == 50.0 and not c.optimizer.bias_correction
+
+
+def test_max_predictions_follows_the_reference_formula():
+    # int((mask_prob + 0.005) * seq_length), as google-research/electra configure_pretraining.py.
+    assert load_config("electra_small").max_predictions == 19
+    assert load_config("electra_base").max_predictions == 79
+    assert load_config("electra_large").max_predictions == 130  # 25% masking
+    assert load_config("electra_small", ["objective.max_predictions=20"]).max_predictions == 20
+
+
+def test_misspelled_key_names_key_and_valid_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  hiden_size: 64\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    msg = str(e.value)
+    assert "model.hiden_size" in msg and "hidden_size" in msg and str(path) in msg
+    path.write_text("modle:\n  hidden_size: 64\n")
+    with pytest.raises(ConfigError, match="'modle'.*model, generator"):
+        load_config(str(path))
+
+
+def test_wrong_types_are_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batch_size: 12.5\n")
+    with pytest.raises(ConfigError, match=r"train.batch_size=12.5 has type float, expected int"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"train.num_steps='ten' has type str, expected int"):
+        load_config("debug_tiny", ["train.num_steps=ten"])
+    with pytest.raises(ConfigError, match="expected bool"):
+        load_config("debug_tiny", ["train.jit_compile=3"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config("debug_tiny", ["train.num_steps"])
+    with pytest.raises(ConfigError, match="unknown config key 'train.num_step'"):
+        load_config("debug_tiny", ["train.num_step=3"])
+
+
+def test_overrides_apply_and_revalidate():
+    c = load_config("debug_tiny", ["train.num_steps=7", "optimizer.learning_rate=2e-3",
+                                   "generator.hidden_size=8", "data.vocab_path=/x/v.txt"])
+    assert c.train.num_steps == 7 and c.optimizer.learning_rate == 2e-3
+    assert c.generator_model.hidden_size == 8 and c.data.vocab_path == "/x/v.txt"
+    with pytest.raises(ConfigError, match="not divisible"):
+        load_config("debug_tiny", ["model.num_heads=3"])
+    with pytest.raises(ConfigError, match="objective.objective='rtd' is not one of electra, mlm"):
+        load_config("debug_tiny", ["objective.objective=rtd"])
+    with pytest.raises(ConfigError, match="exceeds model.max_position_embeddings"):
+        load_config("debug_tiny", ["data.seq_length=128"])
+
+
+def test_saved_config_roundtrips(tmp_path):
+    c = load_config("demo", ["train.seed=5"])
+    config_lib.save_config(c, str(tmp_path), extra={"tokenizer": {"lower_case": True}})
+    assert config_lib.load_saved_config(str(tmp_path)) == c
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["train"]["seed"] == 5
+    assert "derived" in (tmp_path / "config.json").read_text()
+
+
+def test_configs_are_frozen():
+    c = load_config("debug_tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.train.num_steps = 3
+
+
+def test_override_keys_cover_every_field():
+    keys = config_lib.override_keys()
+    assert any(k.startswith("train.num_steps (int") for k in keys)
+    assert any(k.startswith("train.batch_size") for k in keys)
+    assert len(keys) == sum(len(dataclasses.fields(f.type if isinstance(f.type, type) else
+                                                   getattr(config_lib, f.type)))
+                            for f in dataclasses.fields(config_lib.Config))
