@@ -101,12 +101,30 @@ def normalize(texts: tf.Tensor, lower_case: bool = True) -> tf.Tensor:
     return texts
 
 
+def split_words(texts, lower_case: bool = True, unknown_token: str = "[UNK]") -> tf.RaggedTensor:
+    """Strings [batch] → the words WordPiece sees, ragged tf.string [batch, (words)].
+
+    Normalizes (:func:`normalize`), splits as the reference BasicTokenizer, and replaces words of
+    more than 200 characters by ``unknown_token``. The vocabulary builder counts these words.
+    """
+    texts = tf.convert_to_tensor(texts, tf.string)
+    words = tf_text.regex_split(normalize(texts, lower_case), _SPLIT, _KEEP)
+    # A literal "[UNK]" in the input never gets here whole: "[" and "]" split off above.
+    return tf.ragged.map_flat_values(
+        lambda w: tf.where(tf.strings.length(w, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD,
+                           unknown_token, w),
+        words)
+
+
 class Tokenizer(tf.Module):
     """WordPiece tokenizer with the reference BERT semantics, usable in any TF graph.
 
     Args:
       vocab_path: vocabulary file (one token per line); None for the packaged BERT uncased vocab.
       lower_case: lower-case and strip accents (uncased vocabularies).
+      fast: use tensorflow-text's ``FastWordpieceTokenizer`` (same ids, 1.3–2.9× faster on the
+        packaged corpus; preprocessing uses it). Its op is missing from the TF Serving model
+        servers we support, so exports keep the default.
 
     Example:
       >>> tok = Tokenizer()
@@ -117,7 +135,8 @@ class Tokenizer(tf.Module):
       ([[101, 7592, 102, 0, 0, 0]], [[1, 1, 1, 0, 0, 0]])
     """
 
-    def __init__(self, vocab_path: Optional[str] = None, lower_case: bool = True):
+    def __init__(self, vocab_path: Optional[str] = None, lower_case: bool = True,
+                 fast: bool = False):
         super().__init__(name="tokenizer")
         self.vocab_path = vocab_path or default_vocab_path()
         self.lower_case = lower_case
@@ -141,6 +160,9 @@ class Tokenizer(tf.Module):
         self._wordpiece = tf_text.WordpieceTokenizer(
             self._table, token_out_type=tf.int64, unknown_token="[UNK]",
             max_bytes_per_word=4 * MAX_CHARS_PER_WORD)
+        self._fast_wordpiece = tf_text.FastWordpieceTokenizer(
+            self.vocab, token_out_type=tf.int64, unknown_token="[UNK]",
+            no_pretokenization=True, max_bytes_per_word=4 * MAX_CHARS_PER_WORD) if fast else None
 
     @property
     def vocab_size(self) -> int:
@@ -163,14 +185,11 @@ class Tokenizer(tf.Module):
         No special tokens are added. Words longer than 200 characters become ``[UNK]`` as in
         the reference.
         """
-        texts = tf.convert_to_tensor(texts, tf.string)
-        words = tf_text.regex_split(normalize(texts, self.lower_case), _SPLIT, _KEEP)
-        # A literal "[UNK]" in the input never gets here whole: "[" and "]" split off above.
-        words = tf.ragged.map_flat_values(
-            lambda w: tf.where(tf.strings.length(w, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD,
-                               self.vocab[self.unk_id], w),
-            words)
-        pieces = self._wordpiece.tokenize(words)  # [batch, words, pieces]
+        words = split_words(texts, self.lower_case, self.vocab[self.unk_id])
+        if self._fast_wordpiece is not None:
+            pieces = words.with_flat_values(self._fast_wordpiece.tokenize(words.flat_values))
+        else:
+            pieces = self._wordpiece.tokenize(words)  # [batch, words, pieces]
         return tf.cast(pieces.merge_dims(1, 2), tf.int32)
 
     def encode(self, texts, texts_b=None, seq_length: int = 128) -> dict[str, tf.Tensor]:

@@ -25,12 +25,13 @@ def test_packaged_vocab_hash_and_size():
     assert len(tokenizer_lib.read_vocab(path)) == 30522
 
 
-def test_parity_with_reference_full_tokenizer(tok):
+@pytest.mark.parametrize("fast", [False, True])
+def test_parity_with_reference_full_tokenizer(fast):
     # Golden ids from google-research/bert's FullTokenizer (how: tests/data/make_tokenizer_parity.py).
     with open(PARITY_FILE, encoding="utf-8") as f:
         cases = json.load(f)["cases"]
     assert len(cases) >= 25
-    got = tok.tokenize(tf.constant([c["text"] for c in cases])).to_list()
+    got = Tokenizer(fast=fast).tokenize(tf.constant([c["text"] for c in cases])).to_list()
     mismatches = [(c["text"], c["tokens"], ids) for c, ids in zip(cases, got) if ids != c["ids"]]
     assert not mismatches, mismatches[:3]
 
