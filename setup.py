@@ -18,6 +18,7 @@ setup(
     package_data={
         "electra_tf": [
             "configs/*.yaml",
+            "resources/serving/*.json",
             "resources/PROVENANCE.md",
             "resources/vocab/*.txt",
             "resources/corpus/*.gz",
@@ -34,11 +35,13 @@ setup(
         "google-crc32c>=1.5",  # Beam's TFRecord sink needs a CRC32C implementation on workers
         "tensorflow-datasets>=4.9",
         "pyyaml>=6",
+        # Exports write TF Serving warm-up requests with its protos; pinned with the TF family.
+        f"tensorflow-serving-api=={TF_FAMILY}",
         "numpy",
     ],
     extras_require={
         "test": ["pytest>=8"],
-        "serving": [f"tensorflow-serving-api=={TF_FAMILY}", "requests"],
+        "serving": [f"tensorflow-serving-api=={TF_FAMILY}"],
         "convert": ["safetensors>=0.4"],
         # Only for side-by-side comparisons in benchmarks/; built on tf_keras (Keras 2) and
         # never imported by the library.

@@ -23,6 +23,9 @@ import tensorflow as tf
 
 from electra_tf.config import ModelConfig
 
+# Named, not "auto_select": the same dropout masks with and without XLA and on every device.
+RNG_ALGORITHM = "philox"
+
 
 def derive_seed(seed: int, *names: Any) -> int:
     """A stable 31-bit seed for the random stream called ``names`` under ``seed``.
@@ -39,7 +42,8 @@ def derive_seed(seed: int, *names: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def weight_initializer(config: ModelConfig, seed: int, *names: Any) -> keras.initializers.Initializer:
+def weight_initializer(config: ModelConfig, seed: int,
+                       *names: Any) -> keras.initializers.Initializer:
     """Truncated normal with stddev ``initializer_range`` (reference ``create_initializer``).
 
     Keras initializers with an integer seed return the same values on every call, so each
@@ -61,6 +65,7 @@ def model_config_from_dict(data: dict | ModelConfig) -> ModelConfig:
     return ModelConfig(**data)
 
 
+@keras.saving.register_keras_serializable(package="electra_tf")
 class SeededDropout(keras.layers.Layer):
     """Dropout with a deterministic, checkpointable, replica-aware random stream.
 
@@ -86,9 +91,15 @@ class SeededDropout(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = int(seed)
         self.supports_masking = True
-        # No stream (and no state to checkpoint) when the layer can never drop anything.
-        self.seed_generator = (
-            keras.random.SeedGenerator(self.seed, name="seed_generator") if self.rate else None)
+        self.seed_generator = None
+
+    def build(self, input_shape=None):
+        # Created in build so the state's variable path names its owner
+        # (".../layer_0/attention_dropout/seed_generator/seed_generator_state"); no stream
+        # (and no state to checkpoint) when the layer can never drop anything.
+        if self.rate:
+            self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
+        self.built = True
 
     def call(self, inputs, training=None):
         if not training or not self.rate:
@@ -96,8 +107,9 @@ class SeededDropout(keras.layers.Layer):
         seed = self.seed_generator.next()
         context = tf.distribute.get_replica_context()
         replica_id = context.replica_id_in_sync_group if context is not None else 0
-        seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
-        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
+        seed = tf.random.experimental.stateless_fold_in(seed, replica_id, alg=RNG_ALGORITHM)
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
+                                                    rng_alg=RNG_ALGORITHM)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -108,6 +120,7 @@ class SeededDropout(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="electra_tf")
 class ElectraEmbeddings(keras.layers.Layer):
     """Word + position + segment embeddings, LayerNorm, dropout (reference ``embeddings``).
 
@@ -149,19 +162,24 @@ class ElectraEmbeddings(keras.layers.Layer):
         cfg = self.model_config
         self.word_embeddings = self.add_weight(
             shape=(cfg.vocab_size, cfg.embedding_size), name="word_embeddings",
-            initializer=weight_initializer(cfg, self.seed, "word_embeddings"))
+            initializer=weight_initializer(cfg, self.seed, "word_embeddings"),
+            autocast=False)
         self.position_embeddings = self.add_weight(
             shape=(cfg.max_position_embeddings, cfg.embedding_size), name="position_embeddings",
-            initializer=weight_initializer(cfg, self.seed, "position_embeddings"))
+            initializer=weight_initializer(cfg, self.seed, "position_embeddings"),
+            autocast=False)
         self.segment_embeddings = self.add_weight(
             shape=(cfg.type_vocab_size, cfg.embedding_size), name="segment_embeddings",
-            initializer=weight_initializer(cfg, self.seed, "segment_embeddings"))
+            initializer=weight_initializer(cfg, self.seed, "segment_embeddings"),
+            autocast=False)
         self.layer_norm.build((None, None, cfg.embedding_size))
+        self.dropout.build()
         self.built = True
 
     def call(self, token_ids, segment_ids, training=None):
         seq_length = tf.shape(token_ids)[1]
-        # Gather rows from the float32 tables, then cast only the gathered rows (mixed precision).
+        # The tables do not autocast: gather rows from float32 and cast only those rows (mixed
+        # precision), instead of casting a [vocab, E] table on every call.
         x = tf.gather(self.word_embeddings.value, token_ids)
         x += tf.gather(self.segment_embeddings.value, segment_ids)
         x += self.position_embeddings.value[tf.newaxis, :seq_length]

@@ -133,53 +133,55 @@ def read_records(path: str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
     """
     if not os.path.isfile(path):
         raise TaskDataError(f"{path}: no such file")
-    if path.endswith(".jsonl"):
-        return _read_jsonl(path)
-    delimiter = "," if path.endswith(".csv") else "\t"
-    f = open(path, encoding="utf-8", newline="")
-    reader = csv.reader(f, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        f.close()
-        raise TaskDataError(f"{path}: empty file; expected a header row") from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        f.close()
-        raise TaskDataError(f"{path}:1: unreadable header row ({e})") from None
-
-    def rows() -> Iterator[tuple[int, dict]]:
-        with f:
-            try:
-                for row in reader:
-                    if not row:  # blank line
-                        continue
-                    if len(row) != len(header):
-                        raise TaskDataError(
-                            f"{path}:{reader.line_num}: {len(row)} fields, expected "
-                            f"{len(header)} ({', '.join(header)})")
-                    yield reader.line_num, dict(zip(header, row))
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise TaskDataError(f"{path}:{reader.line_num}: unreadable row ({e})") from None
-
-    return header, rows()
+    rows = _jsonl_rows(path) if path.endswith(".jsonl") else _table_rows(path)
+    # The first item is the column list; the rest stream from the file as they are consumed.
+    return next(rows), rows
 
 
-def _read_jsonl(path: str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    records = []
+def _table_rows(path: str) -> Iterator:
+    """Yields the header, then ``(line, record)`` for every non-blank row of a TSV/CSV."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="," if path.endswith(".csv") else "\t")
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise TaskDataError(f"{path}: empty file; expected a header row")
+            yield header
+            for row in reader:
+                if not row:  # blank line
+                    continue
+                if len(row) != len(header):
+                    raise TaskDataError(f"{path}:{reader.line_num}: {len(row)} fields, expected "
+                                        f"{len(header)} ({', '.join(header)})")
+                yield reader.line_num, dict(zip(header, row))
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise TaskDataError(f"{path}:{max(reader.line_num, 1)}: unreadable row ({e})") from None
+
+
+def _jsonl_rows(path: str) -> Iterator:
+    """Yields the first object's keys, then ``(line, object)`` for every non-blank line."""
+    columns = None
     with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{line_number}: not valid JSON ({e})") from None
-            if not isinstance(record, dict):
-                raise TaskDataError(f"{path}:{line_number}: expected a JSON object, got "
-                                    f"{type(record).__name__}")
-            records.append((line_number, record))
-    columns = list(records[0][1]) if records else []
-    return columns, iter(records)
+        line_number = 0
+        try:
+            for line_number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TaskDataError(f"{path}:{line_number}: not valid JSON ({e})") from None
+                if not isinstance(record, dict):
+                    raise TaskDataError(f"{path}:{line_number}: expected a JSON object, got "
+                                        f"{type(record).__name__}")
+                if columns is None:
+                    columns = list(record)
+                    yield columns
+                yield line_number, record
+        except UnicodeDecodeError as e:
+            raise TaskDataError(f"{path}:{line_number + 1}: not UTF-8 ({e})") from None
+    if columns is None:
+        yield []
 
 
 def check_columns(path: str, present: list[str], wanted: list[str]) -> None:
@@ -218,9 +220,9 @@ def _read_labelled(path: str, task_type: str, text_column: str, text_b_column: O
             labels.append(_float_label(path, line, label_column, raw))
         else:
             label = str(raw).strip() if isinstance(raw, (str, int)) else ""
-            if not label:
-                raise TaskDataError(f"{path}:{line}: empty or non-text label {raw!r} in column "
-                                    f"{label_column!r}")
+            if not label or "\n" in label or "\r" in label:  # labels.txt holds one per line
+                raise TaskDataError(f"{path}:{line}: label {raw!r} in column {label_column!r} "
+                                    "is empty, not text, or spans lines")
             labels.append(label)
     if not texts:
         raise TaskDataError(f"{path}: no examples after the header row")
@@ -308,7 +310,11 @@ def read_tfds_task(name: str, data_dir: Optional[str] = None, train_split: str =
     except Exception as e:  # TFDS raises DatasetNotFoundError and others with their own text.
         raise TaskDataError(f"tfds:{name}: cannot build the dataset ({e})") from None
     if download:
-        builder.download_and_prepare()
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # network, checksum or disk errors, in TFDS's own types
+            raise TaskDataError(f"tfds:{name}: cannot download and prepare it into "
+                                f"{builder.data_dir} ({type(e).__name__}: {e})") from None
     features = builder.info.features
     texts = [k for k, f in features.items() if isinstance(f, tfds.features.Text)]
     if text_column is None:

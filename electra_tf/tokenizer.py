@@ -123,8 +123,8 @@ class Tokenizer(tf.Module):
       vocab_path: vocabulary file (one token per line); None for the packaged BERT uncased vocab.
       lower_case: lower-case and strip accents (uncased vocabularies).
       fast: use tensorflow-text's ``FastWordpieceTokenizer`` (same ids, 1.3–2.9× faster on the
-        packaged corpus; preprocessing uses it). Its op is missing from the TF Serving model
-        servers we support, so exports keep the default.
+        packaged corpus; preprocessing uses it). Exports keep the default, whose vocabulary is
+        a lookup-table asset rather than a constant baked into the graph.
 
     Example:
       >>> tok = Tokenizer()

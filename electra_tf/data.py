@@ -1,0 +1,375 @@
+"""Pre-training input: TFRecord shards → batched ``tf.data`` pipelines with checked metadata.
+
+A pre-training data directory (``docs/architecture.md``) holds ``split-XXXXX-of-YYYYY.tfrecord``
+shards, ``metadata.json`` and a ``COMPLETED`` marker. :func:`find_shards` resolves a glob (or a
+directory) to its shards, refuses unfinished directories and checks the metadata against the
+config and the tokenizer; :func:`pretraining_dataset` turns the shards into batches of
+
+    token_ids, segment_ids, padding_mask   int32 [batch, seq_length]
+    example_index                          int32 [batch]  (position in the batch, 0 … batch − 1)
+
+Records in the original ELECTRA format (``input_ids``, ``input_mask``, ``segment_ids``) are
+renamed on parsing, so nothing downstream knows about them.
+
+Corrupted shards: TensorFlow's reader reports ``corrupted record at <offset>`` without naming the
+file. :func:`scan_shard` re-reads a shard in Python, checking the TFRecord framing and both CRCs,
+and says which file and which record is bad. :func:`explain_read_error` uses it after a failed
+read; with ``skip_corrupt`` every shard is scanned up front and a damaged shard contributes only
+the records before the damage.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import json
+import logging
+import os
+import struct
+import zlib
+from typing import Optional
+
+import google_crc32c
+import tensorflow as tf
+
+from electra_tf.tokenizer import Tokenizer, TokenizerError
+
+FEATURES = ("token_ids", "segment_ids", "padding_mask")
+# The original ELECTRA (google-research/electra build_pretraining_dataset.py) record keys.
+ORIGINAL_FEATURES = {"token_ids": "input_ids", "segment_ids": "segment_ids",
+                     "padding_mask": "input_mask"}
+FORMATS = ("electra_tf", "original")
+COMPRESSIONS = ("", "GZIP")
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Input data is missing, unfinished, corrupted or does not match the config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shards:
+    """The TFRecord files of one split, with what is needed to read them.
+
+    Attributes:
+      files: sorted shard paths.
+      format: ``electra_tf`` or ``original`` (the record keys, see module docstring).
+      compression: ``""`` or ``"GZIP"``.
+      seq_length: tokens per example.
+      num_examples: examples in these files according to ``metadata.json`` (0 if unknown).
+      readable_records: for shards found damaged by a ``skip_corrupt`` scan, how many records
+        before the damage are read; shards not listed are read whole.
+    """
+
+    files: tuple[str, ...]
+    format: str
+    compression: str
+    seq_length: int
+    num_examples: int = 0
+    readable_records: tuple[tuple[str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardScan:
+    """Result of :func:`scan_shard`: ``records`` readable records, then ``error`` (or None)."""
+
+    path: str
+    records: int
+    error: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and checking the shards.
+
+def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str = "train",
+                skip_corrupt: bool = False) -> Shards:
+    """Resolves ``pattern`` to shards and checks every directory they come from.
+
+    Args:
+      pattern: a glob (``gs://bucket/data/train-*.tfrecord``; any ``tf.io.gfile`` file system)
+        or a data directory, which means its ``split`` shards as listed in ``metadata.json``.
+      seq_length: the config's ``data.seq_length``; must equal the metadata's.
+      tokenizer: the config's tokenizer; its settings (vocab sha256, casing, special ids) must
+        equal the metadata's.
+      split: split name used when ``pattern`` is a directory.
+      skip_corrupt: scan every shard (reads all data once) and keep only the records before
+        any damage, logging each damaged file, instead of failing when training reaches it.
+
+    Raises:
+      DataError: no files; a directory without ``COMPLETED`` or ``metadata.json``; metadata
+        that disagrees with the config (every mismatch is named); mixed formats.
+    """
+    if tf.io.gfile.isdir(pattern):
+        metadata = read_metadata(pattern)
+        split_info = metadata.get("splits", {}).get(split)
+        if not split_info or "file_pattern" not in split_info:
+            raise DataError(f"{os.path.join(pattern, 'metadata.json')}: no split {split!r} with a "
+                            f"file_pattern (splits: {sorted(metadata.get('splits', {}))})")
+        pattern = os.path.join(pattern, split_info["file_pattern"])
+    files = tuple(sorted(tf.io.gfile.glob(pattern)))
+    if not files:
+        raise DataError(f"no files match {pattern!r}")
+    markers = [f for f in files if os.path.basename(f) in ("metadata.json", "COMPLETED")]
+    if markers:
+        raise DataError(f"{pattern!r} also matches {markers}; give the shards' glob "
+                        "(DIR/train-*) or the directory itself")
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        by_dir.setdefault(os.path.dirname(f), []).append(f)
+    formats, compressions, num_examples = set(), set(), 0
+    for directory, dir_files in sorted(by_dir.items()):
+        metadata = read_metadata(directory)
+        check_metadata(metadata, seq_length, tokenizer, os.path.join(directory, "metadata.json"))
+        formats.add(metadata["format"])
+        compressions.add(metadata.get("compression", ""))
+        num_examples += _examples_in(metadata, dir_files)
+    if len(formats) > 1 or len(compressions) > 1:
+        raise DataError(f"{pattern!r} mixes directories of formats {sorted(formats)} and "
+                        f"compressions {sorted(compressions)}; use one kind per run")
+    shards = Shards(files, formats.pop(), compressions.pop(), seq_length, num_examples)
+    if skip_corrupt:
+        shards = _drop_damage(shards)
+    return shards
+
+
+def read_metadata(directory: str) -> dict:
+    """Reads ``directory/metadata.json`` after checking the ``COMPLETED`` marker."""
+    if not tf.io.gfile.exists(os.path.join(directory, "COMPLETED")):
+        raise DataError(
+            f"{directory}: no COMPLETED marker — the data pipeline has not finished writing this "
+            "directory (or it failed); rerun pipelines.build_pretraining_data")
+    path = os.path.join(directory, "metadata.json")
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{directory}: has COMPLETED but no metadata.json")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            metadata = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(metadata, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(metadata).__name__}")
+    return metadata
+
+
+def check_metadata(metadata: dict, seq_length: int, tokenizer: Tokenizer, where: str) -> None:
+    """Raises DataError listing every way ``metadata`` disagrees with the config/tokenizer."""
+    problems = []
+    for key in ("format", "seq_length", "tokenizer"):
+        if key not in metadata:
+            problems.append(f"missing key {key!r}")
+    if metadata.get("format", FORMATS[0]) not in FORMATS:
+        problems.append(f"format={metadata['format']!r}, expected one of {list(FORMATS)}")
+    if metadata.get("compression", "") not in COMPRESSIONS:
+        problems.append(f"compression={metadata['compression']!r}, expected one of "
+                        f"{list(COMPRESSIONS)}")
+    if "seq_length" in metadata and metadata["seq_length"] != seq_length:
+        problems.append(f"seq_length: data has {metadata['seq_length']}, config "
+                        f"data.seq_length={seq_length}")
+    if isinstance(metadata.get("tokenizer"), dict):
+        try:
+            tokenizer.check_settings(metadata["tokenizer"], where)
+        except TokenizerError as e:
+            problems.append(str(e))
+    if problems:
+        raise DataError(f"{where} does not match this run: " + "; ".join(problems))
+
+
+def _examples_in(metadata: dict, files: list[str]) -> int:
+    """Examples in ``files`` when they are exactly one split of the metadata, else 0."""
+    for info in metadata.get("splits", {}).values():
+        pattern = os.path.join(os.path.dirname(files[0]), info.get("file_pattern", ""))
+        if sorted(tf.io.gfile.glob(pattern)) == sorted(files):
+            return int(info.get("num_examples", 0))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Corruption: name the file.
+
+_HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the length
+_FOOTER = struct.Struct("<I")   # masked CRC32C of the data
+
+
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C (tensorflow/core/lib/hash/crc32c.h ``Mask``)."""
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def scan_shard(path: str, compression: str = "") -> ShardScan:
+    """Reads a TFRecord file in full, checking framing and CRCs; stops at the first problem.
+
+    Unlike TensorFlow's reader, this also reports a file cut inside a record header, which TF
+    silently treats as the end of the file.
+    """
+    records, offset = 0, 0
+    try:
+        with tf.io.gfile.GFile(path, "rb") as raw:
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if compression == "GZIP" else raw
+            while True:
+                header = f.read(_HEADER.size)
+                if not header:
+                    return ShardScan(path, records)
+                if len(header) < _HEADER.size:
+                    return ShardScan(path, records, f"truncated record header at byte {offset}")
+                length, length_crc = _HEADER.unpack(header)
+                if _masked_crc(header[:8]) != length_crc:
+                    return ShardScan(path, records, f"corrupted record length at byte {offset}")
+                body = f.read(length + _FOOTER.size)
+                if len(body) < length + _FOOTER.size:
+                    return ShardScan(path, records, f"truncated record at byte {offset}")
+                if _masked_crc(body[:length]) != _FOOTER.unpack(body[length:])[0]:
+                    return ShardScan(path, records, f"corrupted record data at byte {offset}")
+                records += 1
+                offset += _HEADER.size + length + _FOOTER.size
+    except (OSError, EOFError, zlib.error, tf.errors.OpError) as e:
+        # EOFError: a gzip stream cut short; zlib.error / BadGzipFile (an OSError): bad bytes.
+        return ShardScan(path, records, f"unreadable after byte {offset} of the uncompressed "
+                         f"stream ({type(e).__name__}: {e})")
+
+
+def scan_shards(files, compression: str = "", max_workers: int = 8) -> list[ShardScan]:
+    """:func:`scan_shard` for every file, in parallel threads (I/O bound), in input order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
+        return list(pool.map(lambda f: scan_shard(f, compression), files))
+
+
+def _records_tf_reads(path: str, compression: str) -> int:
+    """Records TensorFlow's reader returns before its first error.
+
+    Can be fewer than :func:`scan_shard` counts: the GZIP reader inflates whole buffers and
+    loses the records of the buffer that fails.
+    """
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path, compression_type=compression):
+            count += 1
+    except tf.errors.DataLossError:
+        pass
+    return count
+
+
+def _drop_damage(shards: Shards) -> Shards:
+    """Scans all shards; damaged ones keep the records before the damage (``skip_corrupt``)."""
+    readable = []
+    for scan in scan_shards(shards.files, shards.compression):
+        if scan.error:
+            records = min(scan.records, _records_tf_reads(scan.path, shards.compression))
+            logger.warning("skipping the damaged part of %s: %s; keeping its first %d records",
+                           scan.path, scan.error, records)
+            readable.append((scan.path, records))
+    if readable:
+        logger.warning("skip_corrupt: %d of %d shards are damaged", len(readable),
+                       len(shards.files))
+    files = tuple(f for f in shards.files if dict(readable).get(f, 1) > 0)
+    if not files:
+        raise DataError(f"every shard is damaged: {[p for p, _ in readable]}")
+    return dataclasses.replace(shards, files=files, readable_records=tuple(readable))
+
+
+def explain_read_error(shards: Shards, error: Exception) -> DataError:
+    """Turns TensorFlow's anonymous read error into a DataError naming the damaged shard(s)."""
+    damaged = [s for s in scan_shards(shards.files, shards.compression) if s.error]
+    if not damaged:
+        return DataError(f"reading {len(shards.files)} shards failed, but every shard scans "
+                         f"clean: {error}")
+    listing = "; ".join(f"{s.path}: {s.error} (after {s.records} good records)" for s in damaged)
+    return DataError(f"damaged TFRecord shard(s): {listing}. Re-create them, or pass "
+                     "--skip_corrupt to train on the records before the damage")
+
+
+# ---------------------------------------------------------------------------------------------
+# The tf.data pipeline.
+
+def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training: bool = True,
+                        shuffle_buffer: int = 10000, cycle_length: int = 8,
+                        num_input_pipelines: int = 1, input_pipeline_id: int = 0,
+                        start_file: int = 0) -> tf.data.Dataset:
+    """Batches of pre-training examples from ``shards``.
+
+    Training: shard files are shuffled (reshuffled every pass, seeded) and repeated forever,
+    read ``cycle_length`` at a time (deterministic interleave), examples shuffled in a seeded
+    buffer, batched with ``drop_remainder`` and prefetched. The order is a function of ``seed``
+    alone; the iterator can be saved in a ``tf.train.Checkpoint`` for exact resume.
+    Evaluation (``training=False``): files in order, no shuffling, repeated, so any number of
+    batches can be drawn and every evaluation sees the same ones.
+
+    Args:
+      shards: from :func:`find_shards`.
+      batch_size: examples per batch (the global batch, or one replica's under
+        ``distribute_datasets_from_function``).
+      seed: shuffling seed (``train.seed``).
+      shuffle_buffer, cycle_length: ``data.shuffle_buffer`` and ``data.cycle_length``.
+      num_input_pipelines, input_pipeline_id: read only files ``i`` with
+        ``i % num_input_pipelines == input_pipeline_id`` (multi-worker/TPU input sharding).
+      start_file: skip this many files of this pipeline's (repeated, shuffled) file sequence:
+        the file-level resume position of multi-worker/TPU runs.
+
+    Returns:
+      A dataset of dicts ``token_ids``, ``segment_ids``, ``padding_mask`` (int32
+      [batch, seq_length]) and ``example_index`` (int32 [batch]).
+    """
+    files = list(shards.files[input_pipeline_id::num_input_pipelines])
+    if not files:
+        raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets no "
+                        f"file: {len(shards.files)} shards cannot be split across "
+                        f"{num_input_pipelines} workers; write at least that many shards")
+    readable = dict(shards.readable_records)
+    takes = [readable.get(f, -1) for f in files]  # take(-1) reads the whole file
+    seed = seed + 1000003 * input_pipeline_id  # distinct order per input pipeline
+
+    file_ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(takes, tf.int64)))
+    if training:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    file_ds = file_ds.repeat().skip(start_file)
+
+    def read(path, take):
+        return tf.data.TFRecordDataset(path, compression_type=shards.compression).take(take)
+
+    ds = file_ds.interleave(read, cycle_length=min(cycle_length, len(files)) if training else 1,
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(_parser(shards.format, shards.seq_length),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    # We shard by file ourselves (input_pipeline_id); tf.distribute must not shard again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def resume_file_position(shards: Shards, step: int, global_batch: int, num_input_pipelines: int,
+                         cycle_length: int) -> int:
+    """``start_file`` for one input pipeline resuming at ``step`` (multi-worker/TPU resume).
+
+    Each pipeline has consumed ``step × global_batch / num_input_pipelines`` examples, read
+    ``cycle_length`` files at a time. The files of every *completed* group of ``cycle_length``
+    files are skipped; the group in flight is read again from its start, so no record is skipped
+    unread and at most one group is repeated. Examples per file are estimated from the
+    metadata's ``num_examples`` (0 when unknown: start from the first file).
+    """
+    files = len(shards.files[::num_input_pipelines]) if num_input_pipelines else 0
+    if not step or not shards.num_examples or not files:
+        return 0
+    per_file = shards.num_examples / len(shards.files)
+    consumed = step * global_batch / num_input_pipelines
+    group = min(cycle_length, files)
+    return int(consumed // (per_file * group)) * group
+
+
+def _parser(fmt: str, seq_length: int):
+    """Parses a batch of serialized records into our names and dtypes (+ example_index)."""
+    keys = ORIGINAL_FEATURES if fmt == "original" else {k: k for k in FEATURES}
+    spec = {keys[k]: tf.io.FixedLenFeature([seq_length], tf.int64) for k in FEATURES}
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        batch = {k: tf.cast(parsed[keys[k]], tf.int32) for k in FEATURES}
+        batch["example_index"] = tf.range(tf.shape(serialized)[0], dtype=tf.int32)
+        return batch
+
+    return parse

@@ -1,0 +1,121 @@
+"""The ELECTRA objective: generator MLM loss, discriminator RTD loss, their weighted sum, and
+the counts behind the training metrics.
+
+Losses are *sums divided by a given denominator*. The pretrainer passes the count of the
+**global** batch (masked positions, non-padding tokens, summed over replicas and
+micro-batches), so each replica's loss is its share of the global mean and the summed
+gradients are exactly those of the global batch. The reference normalizes the same way within
+its (single-device) batch: ``sum(losses) / (1e-6 + sum(weights))``, not a mean of
+per-sequence means. All computation is float32, whatever the model's compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+
+# The reference adds 1e-6 to every denominator so that an all-padding batch gives 0, not NaN.
+_EPSILON = 1e-6
+
+
+def _denominator(weights: tf.Tensor, denominator: Optional[tf.Tensor]) -> tf.Tensor:
+    if denominator is None:
+        denominator = tf.reduce_sum(weights)
+    return tf.cast(denominator, tf.float32) + _EPSILON
+
+
+def mlm_loss(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor,
+             denominator: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Weighted softmax cross-entropy at the predicted positions.
+
+    Args:
+      logits: float [batch, predictions, vocab].
+      labels: int [batch, predictions], the original token ids.
+      weights: [batch, predictions], 1 for real predictions, 0 for padding slots.
+      denominator: the number of predictions to divide by (the global batch's); defaults to
+        ``sum(weights)``.
+
+    Returns:
+      float32 scalar ``sum(weights · xent) / (denominator + 1e-6)``.
+    """
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+    weights = tf.cast(weights, tf.float32)
+    return tf.reduce_sum(xent * weights) / _denominator(weights, denominator)
+
+
+def rtd_loss(logits: tf.Tensor, is_replaced: tf.Tensor, padding_mask: tf.Tensor,
+             denominator: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Sigmoid cross-entropy of replaced-token detection over all non-padding tokens.
+
+    Args:
+      logits: float [batch, seq], positive = "replaced".
+      is_replaced: int [batch, seq], 1 where the token differs from the original.
+      padding_mask: int [batch, seq], 1 on real tokens (``[CLS]``/``[SEP]`` included, as the
+        reference).
+      denominator: the number of tokens to divide by; defaults to ``sum(padding_mask)``.
+
+    Returns:
+      float32 scalar.
+    """
+    xent = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(is_replaced, tf.float32), logits=tf.cast(logits, tf.float32))
+    weights = tf.cast(padding_mask, tf.float32)
+    return tf.reduce_sum(xent * weights) / _denominator(weights, denominator)
+
+
+def electra_loss(generator_loss: tf.Tensor, discriminator_loss: tf.Tensor,
+                 generator_weight: float = 1.0, discriminator_weight: float = 50.0) -> tf.Tensor:
+    """``generator_weight · mlm + discriminator_weight · rtd`` (paper eq. 1, λ = 50)."""
+    return generator_weight * generator_loss + discriminator_weight * discriminator_loss
+
+
+def mlm_counts(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Sums behind the generator metrics (reference ``masked_lm_accuracy``).
+
+    Returns:
+      float32 scalars ``predictions`` (sum of weights) and ``generator_correct`` (weighted
+      count of argmax == label).
+    """
+    weights = tf.cast(weights, tf.float32)
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                               tf.cast(labels, tf.int32)), tf.float32)
+    return {"predictions": tf.reduce_sum(weights),
+            "generator_correct": tf.reduce_sum(correct * weights)}
+
+
+def rtd_counts(logits: tf.Tensor, is_replaced: tf.Tensor, padding_mask: tf.Tensor,
+               mlm_weights: tf.Tensor, positions: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Sums behind the discriminator metrics (reference ``disc_accuracy/precision/recall``).
+
+    Args:
+      logits: float [batch, seq].
+      is_replaced: int [batch, seq].
+      padding_mask: int [batch, seq].
+      mlm_weights: [batch, predictions], the masked positions' weights.
+      positions: int [batch, predictions].
+
+    Returns:
+      float32 scalars: ``tokens`` (non-padding), ``discriminator_correct``,
+      ``true_positives``, ``predicted_positives``, ``actual_positives`` (replaced tokens) and
+      ``replaced_at_masked`` (masked positions whose sample differs from the original).
+    """
+    weights = tf.cast(padding_mask, tf.float32)
+    labels = tf.cast(is_replaced, tf.float32) * weights
+    predicted = tf.cast(logits > 0, tf.float32) * weights
+    replaced_at_masked = tf.gather(labels, tf.cast(positions, tf.int32), batch_dims=1)
+    return {
+        "tokens": tf.reduce_sum(weights),
+        "discriminator_correct": tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)
+                                               * weights),
+        "true_positives": tf.reduce_sum(predicted * labels),
+        "predicted_positives": tf.reduce_sum(predicted),
+        "actual_positives": tf.reduce_sum(labels),
+        "replaced_at_masked": tf.reduce_sum(replaced_at_masked * tf.cast(mlm_weights, tf.float32)),
+    }
+
+
+def safe_ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+    """``numerator / denominator``, 0 when the denominator is 0 (e.g. recall with no positives)."""
+    return tf.math.divide_no_nan(tf.cast(numerator, tf.float32), tf.cast(denominator, tf.float32))

@@ -1,0 +1,555 @@
+"""Optimization as google-research/electra ``model/optimization.py``, in Keras 3.
+
+What the reference does, and where it lives here:
+
+- learning rate ``lr · (1 − min(t,T)/T)^p · min(1, t/W)`` (polynomial decay to
+  ``end_learning_rate`` with the linear warmup *multiplied into* it):
+  :class:`WarmupPolynomialDecay`;
+- Adam (β1 0.9, β2 0.999, ε 1e-6) **without bias correction** and decoupled weight decay added
+  to the update, ``w ← w − lr · (m / (√v + ε) + wd · w)``: :class:`AdamWeightDecay`; LAMB for
+  large batches: :class:`Lamb`;
+- no weight decay on LayerNorm weights or biases, matched here by *variable identity*
+  (:func:`decay_exclusions`): Keras 3 variables carry short names (``gamma``, ``beta``), so the
+  reference's name patterns ``LayerNorm``/``layer_norm`` would decay every LayerNorm gamma;
+- global-norm clipping (1.0) of the gradient of the whole global batch. Keras 3 clips each
+  replica's partial gradient and sums across replicas afterwards; our optimizers sum first, then
+  clip (:meth:`AdamWeightDecay._clip_gradients`), and :func:`apply_gradients` does the sum once and
+  returns the norm for logging;
+- layer-wise learning-rate decay for fine-tuning (``finetune`` ``_get_layer_lrs``):
+  :func:`layerwise_lr_multipliers`, applied per variable inside the update;
+- gradient accumulation over micro-batches inside one step: :func:`accumulate_gradients`;
+- :func:`build_optimizer` puts schedule, optimizer, exclusions and loss scaling together.
+
+Everything here runs inside ``tf.function`` (and under ``jit_compile``) and under
+``tf.distribute`` strategies; build optimizers inside ``strategy.scope()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import keras
+import tensorflow as tf
+
+from electra_tf.config import OptimizerConfig
+
+Layers = Union[keras.layers.Layer, Sequence[keras.layers.Layer]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedule.
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Polynomial decay times a linear warmup factor, as the reference ``create_optimizer``.
+
+    ``rate(t) = ((lr − end) · (1 − min(t, T) / T)^power + end) · min(1, t / W)``
+
+    The warmup multiplies the decayed rate (it does not replace it): at ``t = W`` the rate is
+    ``lr · (1 − W/T)^power``, not ``lr``. At ``t = 0`` the rate is 0, so the reference's first
+    step does not move the weights; neither does ours.
+
+    Args:
+      learning_rate: peak rate ``lr``.
+      decay_steps: ``T``, the total number of optimizer steps; the rate stays at
+        ``end_learning_rate`` after it.
+      warmup_steps: ``W`` (may be fractional, e.g. 10% of ``T``); 0 disables warmup.
+      end_learning_rate: rate reached at ``t = T``.
+      power: exponent ``p`` of the decay (1 = linear).
+    """
+
+    def __init__(self, learning_rate: float, decay_steps: int, warmup_steps: float = 0.0,
+                 end_learning_rate: float = 0.0, power: float = 1.0):
+        if decay_steps <= 0:
+            raise ValueError(f"WarmupPolynomialDecay: decay_steps={decay_steps} must be > 0 "
+                             "(the total number of optimizer steps)")
+        if warmup_steps < 0:
+            raise ValueError(f"WarmupPolynomialDecay: warmup_steps={warmup_steps} must be >= 0")
+        self.learning_rate = float(learning_rate)
+        self.decay_steps = int(decay_steps)
+        self.warmup_steps = float(warmup_steps)
+        self.end_learning_rate = float(end_learning_rate)
+        self.power = float(power)
+
+    def __call__(self, step):
+        """Returns the rate (float32 scalar) for ``step`` (integer or float scalar tensor)."""
+        step = tf.cast(step, tf.float32)
+        progress = tf.minimum(step, float(self.decay_steps)) / float(self.decay_steps)
+        rate = ((self.learning_rate - self.end_learning_rate) * (1.0 - progress) ** self.power
+                + self.end_learning_rate)
+        if self.warmup_steps > 0:
+            rate *= tf.minimum(1.0, step / self.warmup_steps)
+        return rate
+
+    def get_config(self) -> dict:
+        return {
+            "learning_rate": self.learning_rate,
+            "decay_steps": self.decay_steps,
+            "warmup_steps": self.warmup_steps,
+            "end_learning_rate": self.end_learning_rate,
+            "power": self.power,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers.
+
+def _cross_replica_sum(grads: Sequence[Optional[tf.Tensor]]) -> list[Optional[tf.Tensor]]:
+    """Sums gradients over the replicas of the current replica context (None entries kept).
+
+    Outside a strategy, or with a single replica, returns the gradients unchanged.
+    """
+    grads = list(grads)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads
+    present = [i for i, g in enumerate(grads) if g is not None]
+    summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+    for i, g in zip(present, summed):
+        grads[i] = g
+    return grads
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class AdamWeightDecay(keras.optimizers.Optimizer):
+    """Adam with decoupled weight decay, as the reference ``AdamWeightDecayOptimizer``.
+
+    Per variable ``w`` with gradient ``g`` (all float32; the moments have the variable's shape)::
+
+        m ← β1 · m + (1 − β1) · g
+        v ← β2 · v + (1 − β2) · g²
+        m̂, v̂ = m / (1 − β1^t), v / (1 − β2^t)   if bias_correction else m, v
+        u = m̂ / (√v̂ + ε) + wd · w                 (wd · w only for decayed variables)
+        w ← w − lr · mult(w) · u
+
+    ``lr`` is the schedule's rate at the optimizer step, ``mult(w)`` the variable's learning-rate
+    multiplier (1 without ``lr_multipliers``). Weight decay is multiplied by the per-variable rate,
+    as in the reference (``update_with_lr = learning_rate * update``), unlike Keras' own AdamW.
+
+    Gradients given to :meth:`apply` are per-replica partial sums (Keras convention) unless
+    applied through :func:`apply_gradients`, which sums them once beforehand; either way they are
+    summed across replicas *before* global-norm clipping.
+
+    Args:
+      learning_rate: a float or a schedule (:class:`WarmupPolynomialDecay`).
+      weight_decay: decoupled weight-decay rate ``wd``; exclude variables with
+        ``exclude_from_weight_decay(var_list=decay_exclusions(model))``.
+      beta_1, beta_2, epsilon: Adam constants (reference: 0.9, 0.999, 1e-6).
+      bias_correction: divide the moments by ``1 − β^t`` (the reference does not).
+      global_clipnorm: clip the cross-replica gradient to this global norm; None disables.
+      lr_multipliers: ``{variable.path: multiplier}`` for every variable the optimizer is built
+        on (layer-wise decay, :func:`layerwise_lr_multipliers`); None means 1 everywhere.
+      **kwargs: other ``keras.optimizers.Optimizer`` arguments (``name``, ``use_ema``...).
+        ``clipnorm``, ``clipvalue`` and ``gradient_accumulation_steps`` are refused: use
+        ``global_clipnorm`` and :func:`accumulate_gradients`.
+    """
+
+    def __init__(self, learning_rate: Any = 1e-3, weight_decay: float = 0.0,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
+                 bias_correction: bool = False, global_clipnorm: Optional[float] = None,
+                 lr_multipliers: Optional[dict[str, float]] = None, **kwargs):
+        for name in ("clipnorm", "clipvalue", "gradient_accumulation_steps"):
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} does not support {name}={kwargs[name]!r}: it clips "
+                    "the global norm of the cross-replica gradient (global_clipnorm) and "
+                    "accumulates with electra_tf.optimization.accumulate_gradients")
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay or None,
+                         global_clipnorm=global_clipnorm or None, **kwargs)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.bias_correction = bias_correction
+        self.lr_multipliers = dict(lr_multipliers) if lr_multipliers is not None else None
+        # Trace-time count of apply_gradients calls in progress: their gradients are already
+        # summed across replicas (see _clip_gradients). A count, not a flag: MirroredStrategy
+        # traces each replica in its own thread (one at a time, switching at merge_call), and a
+        # LossScaleOptimizer applies this optimizer from yet other threads inside its merge_call.
+        self._summed_gradient_calls = 0
+
+    def build(self, variables):
+        """Creates the moments ``m``, ``v`` (zeros, one pair per variable)."""
+        if self.built:
+            return
+        super().build(variables)
+        self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
+        self._multipliers = self._resolve_multipliers(variables)
+
+    def _resolve_multipliers(self, variables) -> list[float]:
+        """Per-variable multipliers in build order; every variable needs one when given."""
+        if self.lr_multipliers is None:
+            return [1.0] * len(variables)
+        paths = [v.path for v in variables]
+        duplicates = sorted({p for p in paths if paths.count(p) > 1})
+        if duplicates:
+            raise ValueError(
+                f"lr_multipliers are keyed by variable path, but these paths name several "
+                f"variables: {duplicates}; give the layers distinct names")
+        missing = [p for p in paths if p not in self.lr_multipliers]
+        if missing:
+            raise ValueError(
+                f"lr_multipliers has no entry for {len(missing)} variable(s): {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''} (every trained variable needs one, as the "
+                "reference's 'No learning rate specified for variable')")
+        return [float(self.lr_multipliers[p]) for p in paths]
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Applies one update to ``variable`` (see the class docstring for the formula)."""
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        gradient = tf.cast(tf.convert_to_tensor(gradient), dtype)
+        lr = tf.cast(learning_rate, dtype) * self._multipliers[index]
+        m, v = self._m[index], self._v[index]
+        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
+        m_hat, v_hat = tf.convert_to_tensor(m), tf.convert_to_tensor(v)
+        if self.bias_correction:
+            step = tf.cast(self.iterations + 1, dtype)
+            m_hat = m_hat / (1.0 - tf.pow(tf.cast(self.beta_1, dtype), step))
+            v_hat = v_hat / (1.0 - tf.pow(tf.cast(self.beta_2, dtype), step))
+        update = m_hat / (tf.sqrt(v_hat) + self.epsilon)
+        decayed = self.weight_decay is not None and self._use_weight_decay(variable)
+        if decayed:
+            update += self.weight_decay * tf.convert_to_tensor(variable)
+        update = self._scale_update(update, variable, decayed)
+        self.assign_sub(variable, lr * update)
+
+    def _scale_update(self, update, variable, decayed: bool):
+        """Hook for LAMB's trust ratio; Adam applies the update as is."""
+        del variable, decayed
+        return update
+
+    def _apply_weight_decay(self, variables):
+        # Keras decays with the global rate before the update; the decay is part of the update
+        # here (update_step), so it follows the per-variable rate and enters LAMB's trust ratio.
+        del variables
+
+    @contextlib.contextmanager
+    def _gradients_already_summed(self):
+        """While open (at trace time), :meth:`_clip_gradients` does not sum across replicas."""
+        self._summed_gradient_calls += 1
+        try:
+            yield
+        finally:
+            self._summed_gradient_calls -= 1
+
+    def _clip_gradients(self, grads):
+        # Keras hook, called per replica after loss-scale unscaling and before the update
+        # (base_optimizer._backend_apply_gradients). Stock Keras clips here and sums across
+        # replicas only later (TFOptimizer._all_reduce_sum_gradients), i.e. it clips each
+        # replica's partial gradient. The reference clips the gradient of the whole batch, so
+        # the sum happens here, once, and the later Keras sum is disabled below.
+        if not self._summed_gradient_calls:
+            grads = _cross_replica_sum(grads)
+        if self.global_clipnorm:
+            grads, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
+        return list(grads)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # TFOptimizer hook; the gradients were summed across replicas in _clip_gradients.
+        return list(grads_and_vars)
+
+    def get_config(self) -> dict:
+        """Hyper-parameters only, as Keras optimizers.
+
+        What binds to particular variables (weight-decay exclusions, ``lr_multipliers``) is not
+        part of it: variables are matched by identity, and variable paths change when a model is
+        rebuilt differently (e.g. reloaded from a ``.keras`` file). Rebuild the optimizer with
+        :func:`build_optimizer` and restore its state from a checkpoint to resume training.
+        """
+        config = super().get_config()
+        config.update({
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "bias_correction": self.bias_correction,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class Lamb(AdamWeightDecay):
+    """LAMB (You et al. 2020): :class:`AdamWeightDecay` with a per-variable trust ratio.
+
+    The update ``u`` (Adam direction plus weight decay) is rescaled to the variable's norm::
+
+        w ← w − lr · mult(w) · (‖w‖ / ‖u‖) · u      (ratio 1 when either norm is 0)
+
+    Variables excluded from weight decay (LayerNorm weights, biases) are also excluded from the
+    trust ratio, as ``tfa.optimizers.LAMB`` does by default. Within a variable the ratio cancels
+    any uniform scaling of the Adam direction, so bias correction only changes its balance with
+    the weight-decay term. Same arguments as :class:`AdamWeightDecay`.
+    """
+
+    def _scale_update(self, update, variable, decayed: bool):
+        if not decayed:
+            return update
+        w_norm = tf.norm(tf.convert_to_tensor(variable))
+        u_norm = tf.norm(update)
+        ratio = tf.where((w_norm > 0) & (u_norm > 0), w_norm / tf.maximum(u_norm, 1e-30), 1.0)
+        return ratio * update
+
+
+# ---------------------------------------------------------------------------------------------
+# Which variables, which rates.
+
+def _as_layers(model_or_layers: Layers) -> list[keras.layers.Layer]:
+    layers = [model_or_layers] if isinstance(model_or_layers, keras.layers.Layer) else list(
+        model_or_layers)
+    for layer in layers:
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                f"expected a keras Layer/Model or a list of them, got {type(layer).__name__}: "
+                "LayerNorm weights are found through their layers, not their (short) names")
+    return layers
+
+
+def _unique(variables: Iterable) -> list:
+    seen, out = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+def decay_exclusions(model_or_layers: Layers) -> list[keras.Variable]:
+    """The trainable variables that get no weight decay: LayerNorm weights and biases.
+
+    The reference excludes variables whose name matches ``LayerNorm``, ``layer_norm`` or
+    ``bias``. Keras 3 names a LayerNorm's weights ``gamma``/``beta``, so LayerNorm variables are
+    found structurally (every variable of every ``keras.layers.LayerNormalization`` inside the
+    model, nested at any depth) and biases by their short name containing ``bias`` (Dense and
+    EinsumDense ``bias``, an MLM head's ``output_bias``...).
+
+    Args:
+      model_or_layers: a built ``keras.Model``/``Layer``, or a list of them (e.g. the generator,
+        the discriminator and the heads).
+
+    Returns:
+      The excluded variables (each once, in the models' variable order). Pass them to
+      ``optimizer.exclude_from_weight_decay(var_list=...)`` before the optimizer is built.
+    """
+    layers = _as_layers(model_or_layers)
+    layer_norm_ids = {
+        id(v)
+        for layer in layers
+        for sub in layer._flatten_layers(include_self=True, recursive=True)
+        if isinstance(sub, keras.layers.LayerNormalization)
+        for v in sub.weights
+    }
+    variables = _unique(v for layer in layers for v in layer.trainable_variables)
+    return [v for v in variables if id(v) in layer_norm_ids or "bias" in v.name]
+
+
+def layerwise_lr_multipliers(encoder, head_variables: Iterable, decay: float) -> dict[str, float]:
+    """Learning-rate multipliers ``d^(L + 2 − depth)``, as the reference ``_get_layer_lrs``.
+
+    Depths: the embeddings and their projection (``encoder.embedding_variables()``) 0, transformer
+    layer ``i`` (``encoder.transformer_layers[i]``) ``i + 1``, the task head ``L + 2``. So the head
+    gets ``d⁰ = 1``, the top layer ``d²``, the bottom layer ``d^(L+1)``, the embeddings
+    ``d^(L+2)``.
+
+    Args:
+      encoder: an ``ElectraEncoder`` (built), or any object with ``embedding_variables()`` and
+        ``transformer_layers``.
+      head_variables: the trainable variables of the task head(s).
+      decay: ``d``; 1.0 gives every variable the multiplier 1.
+
+    Returns:
+      ``{variable.path: multiplier}`` for every trainable variable of the encoder and the head,
+      to pass as ``lr_multipliers`` to :func:`build_optimizer`.
+
+    Raises:
+      ValueError: a variable belongs to two groups, or an encoder variable to none.
+    """
+    layers = list(encoder.transformer_layers)
+    top = len(layers) + 2
+    groups = [(0, encoder.embedding_variables())]
+    groups += [(i + 1, layer.trainable_variables) for i, layer in enumerate(layers)]
+    groups += [(top, head_variables)]
+    multipliers: dict[str, float] = {}
+    for depth, variables in groups:
+        for v in _unique(variables):
+            if v.path in multipliers:
+                raise ValueError(f"variable {v.path} is in two layer-wise decay groups "
+                                 "(embeddings / transformer layers / head)")
+            multipliers[v.path] = float(decay) ** (top - depth)
+    missing = [v.path for v in encoder.trainable_variables if v.path not in multipliers]
+    if missing:
+        raise ValueError(
+            f"encoder variables {missing} are neither embedding_variables() nor in "
+            "transformer_layers: layer-wise decay cannot give them a depth")
+    return multipliers
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and applying.
+
+def warmup_steps(config: OptimizerConfig, num_train_steps: int) -> float:
+    """``W``: ``warmup_fraction · T`` when the fraction is > 0 (fine-tuning), else warmup_steps."""
+    if config.warmup_fraction > 0:
+        return config.warmup_fraction * num_train_steps
+    return float(config.warmup_steps)
+
+
+def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers,
+                    lr_multipliers: Optional[dict[str, float]] = None, *,
+                    mixed_precision: str = "float32") -> keras.optimizers.Optimizer:
+    """Schedule + optimizer + weight-decay exclusions (+ loss scaling), built on ``model``.
+
+    Call it inside ``strategy.scope()`` after the model is built (its variables exist): the
+    optimizer creates its moments here, next to the variables.
+
+    Args:
+      config: ``config.optimizer`` (name, rate, warmup, decay, Adam constants, clipping).
+      num_train_steps: ``T``, the number of optimizer steps (``train.num_steps``, or
+        epochs × steps per epoch when fine-tuning).
+      model: the trained model(s); their trainable variables are optimized.
+      lr_multipliers: ``{variable.path: multiplier}`` (:func:`layerwise_lr_multipliers`).
+      mixed_precision: ``train.mixed_precision``; ``mixed_float16`` wraps the optimizer in
+        ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling). ``mixed_bfloat16`` needs
+        no loss scaling.
+
+    Returns:
+      An :class:`AdamWeightDecay` or :class:`Lamb`, or a ``LossScaleOptimizer`` around it.
+    """
+    optimizers = {"adamw": AdamWeightDecay, "lamb": Lamb}
+    if config.name not in optimizers:
+        raise ValueError(f"optimizer.name={config.name!r} is not one of {', '.join(optimizers)}")
+    layers = _as_layers(model)
+    variables = _unique(v for layer in layers for v in layer.trainable_variables)
+    if not variables:
+        raise ValueError("build_optimizer: the model has no trainable variables yet; build it "
+                         "(call it on a batch) first")
+    schedule = WarmupPolynomialDecay(
+        learning_rate=config.learning_rate, decay_steps=num_train_steps,
+        warmup_steps=warmup_steps(config, num_train_steps),
+        end_learning_rate=config.end_learning_rate, power=config.decay_power)
+    optimizer = optimizers[config.name](
+        learning_rate=schedule, weight_decay=config.weight_decay, beta_1=config.beta_1,
+        beta_2=config.beta_2, epsilon=config.epsilon, bias_correction=config.bias_correction,
+        global_clipnorm=config.clip_norm or None, lr_multipliers=lr_multipliers)
+    optimizer.exclude_from_weight_decay(var_list=decay_exclusions(layers))
+    if mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    elif mixed_precision not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"mixed_precision={mixed_precision!r} is not one of float32, "
+                         "mixed_float16, mixed_bfloat16")
+    optimizer.build(variables)
+    return optimizer
+
+
+def _inner(optimizer: keras.optimizers.Optimizer) -> AdamWeightDecay:
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(inner, AdamWeightDecay):
+        raise TypeError(f"expected an electra_tf AdamWeightDecay/Lamb (possibly inside a "
+                        f"LossScaleOptimizer), got {type(inner).__name__}")
+    return inner
+
+
+def apply_gradients(optimizer: keras.optimizers.Optimizer, grads: Sequence[Optional[tf.Tensor]],
+                    variables: Sequence[keras.Variable]) -> tf.Tensor:
+    """One optimizer step from this replica's gradients; returns the global gradient norm.
+
+    Sums the gradients across replicas once (a no-op on one device), then applies them: the
+    optimizer clips that sum to ``global_clipnorm`` and updates the variables without summing
+    again. With a ``LossScaleOptimizer``, pass the gradients of ``optimizer.scale_loss(loss)``;
+    the finiteness check then sees the same summed gradients on every replica, and a step with
+    non-finite gradients is skipped (the returned norm is then inf or nan).
+
+    Args:
+      optimizer: from :func:`build_optimizer`.
+      grads: gradients of this replica's loss, aligned with ``variables``; normalize the loss by
+        the *global* batch (all replicas, all micro-batches) so that the sum is the gradient of
+        the global batch. None entries (unused variables) are skipped.
+      variables: the trained variables.
+
+    Returns:
+      float32 scalar: the global norm of the summed, unscaled gradient before clipping (for
+      TensorBoard).
+    """
+    inner = _inner(optimizer)
+    # Embedding lookups give IndexedSlices with one row per lookup; global_norm would square
+    # repeated rows separately instead of summing them first, so norm and clipping need dense.
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    grads = _cross_replica_sum(grads)
+    norm = tf.linalg.global_norm([g for g in grads if g is not None])
+    if inner is not optimizer:
+        if not optimizer.built:
+            optimizer.build(list(variables))
+        norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
+    with inner._gradients_already_summed():
+        optimizer.apply(grads, variables)
+    return norm
+
+
+def accumulate_gradients(
+    grad_fn: Callable[[Any], tuple[Sequence[Optional[tf.Tensor]], Any]],
+    batch: Any,
+    variables: Sequence[keras.Variable],
+    accumulation_steps: int,
+) -> tuple[list[Optional[tf.Tensor]], Any]:
+    """Sums ``grad_fn`` over ``accumulation_steps`` equal micro-batches of ``batch``.
+
+    The micro-batches run one after the other in a ``tf.while_loop``, so only one micro-batch's
+    activations are alive at a time (the point of accumulating: Base/Large batch sizes on real
+    GPUs). Clip and apply the sum afterwards with :func:`apply_gradients`: one optimizer step,
+    clipped after accumulating, as one step on the whole batch.
+
+    Args:
+      grad_fn: ``grad_fn(micro_batch) -> (grads, outputs)``: ``grads`` aligned with
+        ``variables`` (None for a variable the loss does not use), ``outputs`` a nest of tensors
+        to be summed over micro-batches (loss numerators, counts...). Normalize the loss by the
+        number of examples/tokens of the *global* batch, so the sum equals the gradient of the
+        whole batch.
+      batch: a nest of tensors with a common leading (batch) dimension ``B`` divisible by
+        ``accumulation_steps``; micro-batch ``i`` holds rows ``[i·B/k, (i+1)·B/k)``.
+      variables: the trained variables (dense accumulators take their shapes).
+      accumulation_steps: ``k`` >= 1; 1 calls ``grad_fn(batch)`` once.
+
+    Returns:
+      ``(grads, outputs)`` summed over the micro-batches; ``grads`` dense, None where
+      ``grad_fn`` returned None.
+    """
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps={accumulation_steps} must be >= 1")
+    if accumulation_steps == 1:
+        grads, outputs = grad_fn(batch)
+        return list(grads), outputs
+    k = accumulation_steps
+
+    def split(t):
+        size = t.shape[0]
+        if size is not None and size % k:
+            raise ValueError(f"accumulate_gradients: batch dimension {size} is not divisible by "
+                             f"accumulation_steps={k}")
+        return tf.reshape(t, tf.concat([[k, -1], tf.shape(t)[1:]], axis=0))
+
+    micro_batches = tf.nest.map_structure(split, batch)
+
+    def micro_grads(i):
+        grads, outputs = grad_fn(tf.nest.map_structure(lambda t: t[i], micro_batches))
+        grads = list(grads)
+        if len(grads) != len(variables):
+            raise ValueError(f"grad_fn returned {len(grads)} gradients for {len(variables)} "
+                             "variables")
+        return grads, outputs
+
+    first, outputs = micro_grads(0)
+    present = [i for i, g in enumerate(first) if g is not None]
+    dense = lambda g, v: tf.cast(tf.convert_to_tensor(g), v.dtype)  # noqa: E731
+    sums = [dense(first[i], variables[i]) for i in present]
+
+    def body(i, sums, outputs):
+        grads, more = micro_grads(i)
+        sums = [s + dense(grads[j], variables[j]) for s, j in zip(sums, present)]
+        return i + 1, sums, tf.nest.map_structure(tf.add, outputs, more)
+
+    _, sums, outputs = tf.while_loop(
+        lambda i, *_: i < k, body, (tf.constant(1), sums, outputs), parallel_iterations=1)
+    grads: list[Optional[tf.Tensor]] = [None] * len(variables)
+    for j, s in zip(present, sums):
+        grads[j] = s
+    return grads, outputs

@@ -1,0 +1,80 @@
+"""``python -m electra_tf.pretrain``: ELECTRA pre-training from TFRecords.
+
+Parses flags, builds the config and the strategy, and calls
+:func:`electra_tf.training.run_pretraining`. Rerunning the same command resumes from the latest
+checkpoint in ``--model_dir``.
+
+Exit status: 0 when ``train.num_steps`` is reached, 143 when stopped by SIGTERM after saving a
+checkpoint (rerun to resume), 1 on a data/config/training error, 2 on bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from electra_tf.config import ConfigError, load_config, override_keys
+
+STRATEGIES = ("cpu", "gpu", "mirrored", "multi_worker", "tpu")  # electra_tf.distribute's
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m electra_tf.pretrain",
+        description="Pre-train ELECTRA (generator + discriminator) on TFRecords written by "
+                    "pipelines.build_pretraining_data (or in the original ELECTRA format).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="keys for --set (section.key=value):\n  " + "\n  ".join(override_keys()))
+    parser.add_argument("--config", default="electra_small",
+                        help="YAML file or packaged config name (debug_tiny, demo, "
+                             "electra_small, electra_base, electra_large; default electra_small)")
+    parser.add_argument("--data", required=True,
+                        help="training TFRecords: a glob (gs:// works) or a data directory "
+                             "(its train split)")
+    parser.add_argument("--model_dir", required=True,
+                        help="checkpoints, metrics.jsonl, TensorBoard logs, config and the final "
+                             "pretrained/ model; an existing run there is resumed")
+    parser.add_argument("--strategy", default="cpu", choices=STRATEGIES,
+                        help="tf.distribute strategy (default cpu)")
+    parser.add_argument("--tpu", default="", help="TPU name or grpc:// address (--strategy=tpu)")
+    parser.add_argument("--eval_data", default=None,
+                        help="validation TFRecords (glob, or a data directory: its validation "
+                             "split), evaluated every train.eval_every steps")
+    parser.add_argument("--init_from", default=None,
+                        help="another pre-training model_dir (or checkpoint) to take the model "
+                             "weights from; fresh optimizer and step")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable), e.g. --set "
+                             "train.num_steps=1000 --set train.batch_size=64")
+    parser.add_argument("--skip_corrupt", action="store_true",
+                        help="scan every shard first and train on the records before any damage "
+                             "instead of failing on a damaged shard")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, tuple(args.set))
+    except ConfigError as e:
+        parser.error(str(e))
+    # TensorFlow loads only now, so --help and flag errors are instant.
+    from electra_tf import data, distribute, training
+    from electra_tf.tokenizer import TokenizerError
+
+    try:
+        strategy = distribute.make_strategy(args.strategy, args.tpu)
+        result = training.run_pretraining(
+            config, args.data, args.model_dir, strategy, eval_pattern=args.eval_data,
+            init_from=args.init_from, skip_corrupt=args.skip_corrupt)
+    except (data.DataError, training.TrainingError, distribute.StrategyError,
+            TokenizerError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0 if result.completed else training.EXIT_PREEMPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Stateless per-example randomness and Gumbel-max replacement sampling.
+
+Every random number of the ELECTRA objective is a pure function of
+``(train.seed, stream, step, example_index)``: the same example at the same step draws the
+same mask and the same replacements whether the global batch runs on one device or is split
+across replicas, and after a restart (architecture.md, "example_index").
+
+Per-example streams use TensorFlow's counter-based Philox generator
+(``tf.random.stateless_uniform``) with one seed pair per example, mapped over the batch with
+``tf.map_fn`` (``tf.vectorized_map`` falls back to the same loop for stateless random ops).
+
+Caveat, measured with TF 2.20: for the same seed, XLA's Philox kernel (``jit_compile``, TPUs)
+draws different numbers than TensorFlow's own kernel, even with the algorithm fixed. Results
+are reproducible for a given ``train.jit_compile`` setting, not across it.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from electra_tf.embeddings import RNG_ALGORITHM
+
+# Stream ids: different purposes never share random numbers.
+MASKING_STREAM = 1
+SAMPLING_STREAM = 2
+# Evaluation keys its randomness on the example only (not the step), so that evaluations at
+# different steps score the same masks and samples.
+EVAL_MASKING_STREAM = 3
+EVAL_SAMPLING_STREAM = 4
+
+_EXAMPLE_BITS = 24
+  # example_index < 2**24 (16.7M examples per global batch)
+
+
+def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
+    """One stateless seed pair per example.
+
+    The pair is ``[seed + stream · 2^32, step · 2^24 + example_index]``: distinct for distinct
+    (seed < 2^32, stream, step < 2^39, example_index < 2^24), and Philox scrambles it into
+    independent streams.
+
+    Args:
+      seed: ``config.train.seed``.
+      stream: one of the ``*_STREAM`` constants.
+      step: int scalar tensor (the optimizer step).
+      example_index: int [batch], each example's index in the global batch.
+
+    Returns:
+      int64 [batch, 2].
+    """
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"train.seed={seed} must be within [0, 2**32)")
+    example_index = tf.cast(example_index, tf.int64)
+    first = tf.fill(tf.shape(example_index), tf.constant(seed + (stream << 32), tf.int64))
+    second = tf.cast(step, tf.int64) * (1 << _EXAMPLE_BITS) + example_index
+    return tf.stack([first, second], axis=1)
+
+
+def uniform(seeds: tf.Tensor, shape) -> tf.Tensor:
+    """Uniform [0, 1) float32 numbers, example ``b`` drawn from ``seeds[b]`` only.
+
+    Args:
+      seeds: int64 [batch, 2] from :func:`example_seeds`.
+      shape: per-example shape (a list of ints or an int tensor).
+
+    Returns:
+      float32 [batch, *shape].
+    """
+    return tf.map_fn(lambda s: tf.random.stateless_uniform(shape, seed=s, alg=RNG_ALGORITHM),
+                     seeds, fn_output_signature=tf.float32, parallel_iterations=16)
+
+
+def gumbel_max_sample(logits: tf.Tensor, seeds: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
+    """Samples one id per row of ``softmax(logits / temperature)`` by the Gumbel-max trick.
+
+    ``argmax(logits / T + g)`` with ``g = −log(−log u)``, ``u ~ U[0, 1)``, is an exact sample
+    of the softmax (reference ``pretrain_helpers.sample_from_softmax``). ``u = 0`` gives
+    ``g = −inf`` (never chosen); ``u < 1`` always, so no epsilon is needed.
+
+    Args:
+      logits: float [batch, positions, vocab].
+      seeds: int64 [batch, 2], one stream per example.
+      temperature: > 0; small values approach argmax.
+
+    Returns:
+      int32 [batch, positions], gradient-free.
+    """
+    logits = tf.stop_gradient(tf.cast(logits, tf.float32))
+    noise = -tf.math.log(-tf.math.log(uniform(seeds, tf.shape(logits)[1:])))
+    return tf.argmax(logits / temperature + noise, axis=-1, output_type=tf.int32)
+
+
+def replace_tokens(token_ids: tf.Tensor, positions: tf.Tensor, weights: tf.Tensor,
+                   new_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Writes ``new_ids`` at ``positions`` (where ``weights`` > 0); flags changed tokens.
+
+    The discriminator's input is the *original* sequence with the generator's samples at the
+    masked positions; a token is labelled replaced only where the sample differs from the
+    original (reference ``_get_fake_data``: a sample equal to the original is "real").
+
+    Args:
+      token_ids: int [batch, seq], the original tokens.
+      positions: int [batch, predictions], distinct where ``weights`` > 0.
+      weights: [batch, predictions], 1 for real predictions, 0 for padding slots.
+      new_ids: int [batch, predictions].
+
+    Returns:
+      ``(updated_ids, is_replaced)``: int32 [batch, seq] and int32 [batch, seq] (1 = replaced).
+    """
+    token_ids = tf.cast(token_ids, tf.int32)
+    updated = scatter_positions(token_ids, positions, weights, tf.cast(new_ids, tf.int32))
+    return updated, tf.cast(tf.not_equal(updated, token_ids), tf.int32)
+
+
+def scatter_positions(token_ids: tf.Tensor, positions: tf.Tensor, weights: tf.Tensor,
+                      new_ids: tf.Tensor) -> tf.Tensor:
+    """``token_ids`` with ``new_ids[b, p]`` at ``[b, positions[b, p]]`` where ``weights[b, p]``.
+
+    Implemented as a scatter-*add* of ``(new − old) · weight``: padding slots (weight 0, position
+    0 by convention) add zero, so they never collide with a real write; real positions are
+    distinct, so the result is deterministic.
+
+    Args:
+      token_ids: int32 [batch, seq].
+      positions: int [batch, predictions].
+      weights: [batch, predictions] in {0, 1}.
+      new_ids: int32 [batch, predictions].
+
+    Returns:
+      int32 [batch, seq].
+    """
+    positions = tf.cast(positions, tf.int32)
+    old = tf.gather(token_ids, positions, batch_dims=1)
+    delta = (new_ids - old) * tf.cast(weights > 0, tf.int32)
+    batch_index = tf.broadcast_to(tf.range(tf.shape(positions)[0])[:, tf.newaxis],
+                                  tf.shape(positions))
+    indices = tf.stack([batch_index, positions], axis=-1)
+    return tf.tensor_scatter_nd_add(token_ids, indices, delta)

@@ -1,0 +1,569 @@
+"""The pre-training loop: checkpoints, exact resume, SIGTERM, TensorBoard, console progress.
+
+``python -m electra_tf.pretrain`` calls :func:`run_pretraining`. The loop is ours, not Keras
+``fit``: ``fit`` keeps its data iterator private (no exact mid-epoch resume) and fails under
+``MultiWorkerMirroredStrategy`` with PerReplica conversion errors. Each step is one
+``tf.function`` call::
+
+    batch = next(iterator)                               # global batch (cpu/gpu/mirrored)
+    per_replica = split across replicas                  # or: next(distributed iterator)
+    metrics = strategy.run(pretrainer.train_step, (per_replica,))
+
+The global step is ``optimizer.iterations``.
+
+Files written to ``model_dir`` (by the chief only under ``multi_worker``):
+
+* ``config.yaml`` / ``config.json`` — the effective config (+ tokenizer settings in the JSON);
+* ``ckpt-<step>.index`` / ``.data-*`` / ``checkpoint`` — ``tf.train.CheckpointManager``; the
+  object names are :data:`CHECKPOINT_KEYS`;
+* ``metrics.jsonl`` — one JSON record per training step (``{"split": "train", "step": k,
+  "loss": …}``) and per evaluation (``"split": "eval"``);
+* ``train/`` and ``eval/`` — TensorBoard event files;
+* ``pretrained/`` — the final discriminator and generator (``electra_tf.pretrained``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from typing import Callable, Optional
+
+import keras
+import tensorflow as tf
+
+from electra_tf import config as config_lib
+from electra_tf import data as data_lib
+from electra_tf import distribute
+from electra_tf.config import Config
+from electra_tf.optimization import build_optimizer
+from electra_tf.pretrained import save_pretrained
+from electra_tf.pretrainer import ElectraPretrainer
+from electra_tf.tokenizer import tokenizer_from_config
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_PREFIX = "ckpt"
+# Object names in every checkpoint (checkpoint conversion relies on them):
+#   model/…            the ElectraPretrainer by attribute: model/generator/layer_0/query/kernel,
+#                      model/embeddings/word_embeddings, model/rtd_head/…
+#   optimizer/…        optimizer variables by name: optimizer/iteration (the global step),
+#                      optimizer/<variable path with _>_m (slots); loss scaling under
+#                      optimizer/loss_scale.<name>
+#   seed_generators/…  every dropout seed-generator state, keyed by its variable path
+#   iterator           the global-batch tf.data iterator (cpu/gpu/mirrored only)
+CHECKPOINT_KEYS = ("model", "optimizer", "seed_generators", "iterator")
+# Config fields that may change between a run and its resumption (nothing that changes the
+# model, the objective, the data order or the optimizer state).
+RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
+                     "train.eval_every", "train.eval_steps", "train.keep_checkpoints")
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped cleanly, rerun the same command to resume
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible model_dir); the message says why."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`run_pretraining` did.
+
+    Attributes:
+      step: global step reached.
+      completed: ``train.num_steps`` reached (False when stopped by SIGTERM).
+      resumed_from: step of the checkpoint the run started from (0 for a fresh run).
+      train_metrics: means over the last log interval.
+      eval_metrics: means over the last evaluation ({} without ``eval_pattern``).
+      checkpoint: path of the last checkpoint written.
+    """
+
+    step: int
+    completed: bool
+    resumed_from: int
+    train_metrics: dict
+    eval_metrics: dict
+    checkpoint: Optional[str]
+
+
+def run_pretraining(config: Config, data_pattern: str, model_dir: str,
+                    strategy: tf.distribute.Strategy, eval_pattern: Optional[str] = None,
+                    init_from: Optional[str] = None, skip_corrupt: bool = False,
+                    echo: Callable[[str], None] = print) -> RunResult:
+    """Pre-trains ELECTRA (or the MLM ablation) until ``config.train.num_steps``.
+
+    Restarting the same call resumes from the latest checkpoint in ``model_dir``: exactly (same
+    per-step losses as an uninterrupted run with ``train.deterministic``) on cpu/gpu/mirrored,
+    at a file-level input position on multi_worker/tpu (``docs/pretraining.md``).
+
+    Args:
+      config: the effective config (``electra_tf.config.load_config``).
+      data_pattern: training TFRecords: a glob or a data directory (its ``train`` split).
+      model_dir: checkpoints, logs, TensorBoard, config and the final ``pretrained/`` model.
+      strategy: from ``electra_tf.distribute.make_strategy``.
+      eval_pattern: validation TFRecords (glob or directory: its ``validation`` split);
+        evaluated every ``train.eval_every`` steps and at the end.
+      init_from: a pre-training ``model_dir`` (or checkpoint prefix) whose model weights start
+        this run (warm start: fresh optimizer and step); ignored when resuming.
+      skip_corrupt: scan the shards first and train on the readable records of damaged ones.
+      echo: receives one console line per log interval and status messages.
+
+    Raises:
+      TrainingError: non-finite loss (the last good checkpoint is kept), or a ``model_dir``
+        written with an incompatible config.
+      electra_tf.data.DataError: missing, unfinished, mismatched or damaged data.
+    """
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.train.mixed_precision)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.train.seed)
+    try:
+        return _Run(config, model_dir, strategy, echo).train(
+            data_pattern, eval_pattern, init_from, skip_corrupt)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+class _Run:
+    """One invocation of the loop; split into steps so each reads on its own."""
+
+    def __init__(self, config: Config, model_dir: str, strategy: tf.distribute.Strategy,
+                 echo: Callable[[str], None]):
+        self.config = config
+        self.model_dir = model_dir
+        self.strategy = strategy
+        self.chief = distribute.is_chief(strategy)
+        self.echo = echo if self.chief else (lambda line: None)
+        self.global_iterator = distribute.uses_global_iterator(strategy)
+        self.tokenizer = tokenizer_from_config(config.data)
+        self.batch_size = config.train.batch_size
+        if self.batch_size % strategy.num_replicas_in_sync:
+            raise TrainingError(
+                f"train.batch_size={self.batch_size} is not divisible by the "
+                f"{strategy.num_replicas_in_sync} replicas of this strategy")
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def train(self, data_pattern, eval_pattern, init_from, skip_corrupt) -> RunResult:
+        cfg = self.config
+        self.train_shards = data_lib.find_shards(
+            data_pattern, cfg.data.seq_length, self.tokenizer, "train", skip_corrupt)
+        self.eval_shards = eval_pattern and data_lib.find_shards(
+            eval_pattern, cfg.data.seq_length, self.tokenizer, "validation", skip_corrupt)
+        self._check_and_save_config()
+        self._build_model()
+        iterator = iter(self._train_dataset(resume_step=0)) if self.global_iterator else None
+        checkpoint = tf.train.Checkpoint(
+            model=model_state(self.pretrainer), optimizer=optimizer_state(self.optimizer),
+            seed_generators=self.pretrainer.seed_generator_variables(),
+            **({"iterator": iterator} if iterator is not None else {}))
+        resumed_from = self._restore(checkpoint, init_from)
+        if iterator is None:
+            iterator = iter(self._train_dataset(resume_step=resumed_from))
+        manager_dir = self.model_dir if self.chief else tempfile.mkdtemp(prefix="electra_worker_")
+        manager = tf.train.CheckpointManager(
+            checkpoint, manager_dir, max_to_keep=cfg.train.keep_checkpoints,
+            checkpoint_name=CHECKPOINT_PREFIX)
+        try:
+            return self._loop(iterator, manager, resumed_from)
+        finally:
+            if not self.chief:
+                shutil.rmtree(manager_dir, ignore_errors=True)
+
+    def _check_and_save_config(self) -> None:
+        """Refuses a model_dir trained with an incompatible config; writes the effective one.
+
+        The chief only: other workers could read the file while the chief writes it.
+        """
+        if not self.chief:
+            return
+        saved_path = os.path.join(self.model_dir, "config.yaml")
+        if tf.io.gfile.exists(saved_path):
+            saved = _flatten(dataclasses.asdict(config_lib.load_saved_config(self.model_dir)))
+            now = _flatten(dataclasses.asdict(self.config))
+            changed = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(now)
+                       if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+                       and not k.startswith("finetune.")]
+            if changed:
+                raise TrainingError(
+                    f"{saved_path} was written by a run with a different config ("
+                    + "; ".join(changed) + f"). Only {', '.join(RESUMABLE_CHANGES)} may change "
+                    "when resuming; use a new --model_dir (with --init_from to warm-start)")
+        config_lib.save_config(self.config, self.model_dir,
+                               extra={"tokenizer": self.tokenizer.settings()})
+
+    def _build_model(self) -> None:
+        """Creates every variable (model, optimizer slots) inside the strategy scope."""
+        cfg = self.config
+        with self.strategy.scope():
+            self.pretrainer = ElectraPretrainer(cfg, self.tokenizer)  # builds its variables
+            self.optimizer = build_optimizer(cfg.optimizer, cfg.train.num_steps, self.pretrainer,
+                                             mixed_precision=cfg.train.mixed_precision)
+            self.pretrainer.compile(optimizer=self.optimizer)
+
+    def _train_dataset(self, resume_step: int):
+        """The global-batch dataset (one iterator feeds all replicas) or a distributed one.
+
+        The distributed one (multi_worker/tpu) starts at the file-level position of
+        ``resume_step`` (:func:`electra_tf.data.resume_file_position`); the global one starts
+        at the beginning and is restored from the checkpoint.
+        """
+        cfg = self.config
+        kwargs = dict(seed=cfg.train.seed, shuffle_buffer=cfg.data.shuffle_buffer,
+                      cycle_length=cfg.data.cycle_length)
+        if self.global_iterator:
+            return data_lib.pretraining_dataset(self.train_shards, self.batch_size, **kwargs)
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: data_lib.pretraining_dataset(
+                self.train_shards, ctx.get_per_replica_batch_size(self.batch_size),
+                num_input_pipelines=ctx.num_input_pipelines,
+                input_pipeline_id=ctx.input_pipeline_id,
+                start_file=data_lib.resume_file_position(
+                    self.train_shards, resume_step, self.batch_size, ctx.num_input_pipelines,
+                    cfg.data.cycle_length),
+                **kwargs))
+
+    def _eval_dataset(self):
+        if self.global_iterator:
+            return data_lib.pretraining_dataset(self.eval_shards, self.batch_size, seed=0,
+                                                training=False)
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: data_lib.pretraining_dataset(
+                self.eval_shards, ctx.get_per_replica_batch_size(self.batch_size), seed=0,
+                training=False, num_input_pipelines=ctx.num_input_pipelines,
+                input_pipeline_id=ctx.input_pipeline_id))
+
+    def _restore(self, checkpoint: tf.train.Checkpoint, init_from: Optional[str]) -> int:
+        """Resumes from model_dir's latest checkpoint, else warm-starts from ``init_from``."""
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            step = int(self.optimizer.iterations.numpy())
+            self.echo(f"resumed from {latest} at step {step}")
+            return step
+        if init_from:
+            source = (tf.train.latest_checkpoint(init_from) if tf.io.gfile.isdir(init_from)
+                      else init_from)
+            if not source:
+                raise TrainingError(f"--init_from {init_from}: no checkpoint there (expected a "
+                                    "pre-training model_dir with ckpt-* files)")
+            tf.train.Checkpoint(model=model_state(self.pretrainer)).restore(source) \
+                .expect_partial().assert_existing_objects_matched()
+            self.echo(f"initialized the model from {source} (fresh optimizer, step 0)")
+        return 0
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _loop(self, iterator, manager, resumed_from: int) -> RunResult:
+        cfg = self.config.train
+        train_fn, eval_fn = self._step_functions()
+        log = _MetricsLog(os.path.join(self.model_dir, METRICS_FILE), resumed_from, self.chief)
+        progress = _Progress(self)
+        step, eval_metrics = resumed_from, {}
+        checkpoint = manager.latest_checkpoint or tf.train.latest_checkpoint(self.model_dir)
+        try:
+            with _TerminationFlag() as terminate:
+                while step < cfg.num_steps:
+                    try:
+                        outputs = train_fn(iterator, tf.constant(int(terminate.raised)))
+                    except tf.errors.DataLossError as e:
+                        raise data_lib.explain_read_error(self.train_shards, e) from e
+                    metrics = {k: float(v) for k, v in outputs.items()}
+                    stop = metrics.pop("stop_requests") > 0
+                    step += 1
+                    if not math.isfinite(metrics["loss"]):
+                        raise TrainingError(
+                            f"non-finite loss at step {step}: {_format_metrics(metrics)}. "
+                            f"Stopped without saving; the last good checkpoint is "
+                            f"{checkpoint or '(none yet)'}. Lower optimizer.learning_rate or "
+                            "check the data")
+                    log.write("train", step, metrics)
+                    progress.update(step, metrics)
+                    if self.eval_shards and (step % cfg.eval_every == 0 or step == cfg.num_steps):
+                        eval_metrics = self._evaluate(eval_fn)
+                        log.write("eval", step, eval_metrics)
+                        progress.write_eval(step, eval_metrics)
+                    if step % cfg.checkpoint_every == 0 or step == cfg.num_steps or stop:
+                        checkpoint = self._save(manager, step)
+                    if stop:
+                        self.echo(f"stopped by SIGTERM at step {step}; checkpoint {checkpoint}; "
+                                  "run the same command again to resume")
+                        return RunResult(step, False, resumed_from, progress.last,
+                                         eval_metrics, checkpoint)
+        finally:
+            log.close()
+            progress.close()
+        if self.chief:
+            save_pretrained(os.path.join(self.model_dir, "pretrained"), self.config,
+                            self.tokenizer, discriminator=self.pretrainer.backbone,
+                            generator=self.pretrainer.masked_language_model())
+        return RunResult(step, True, resumed_from, progress.last, eval_metrics, checkpoint)
+
+    def _save(self, manager, step: int) -> str:
+        path = manager.save(checkpoint_number=step)
+        return path if self.chief else tf.train.latest_checkpoint(self.model_dir)
+
+    def _step_functions(self):
+        """``tf.function``s for one training step and one evaluation batch."""
+        strategy, pretrainer = self.strategy, self.pretrainer
+        replicas = strategy.num_replicas_in_sync
+        per_replica = self.batch_size // replicas
+        train_step, test_step = pretrainer.train_step, pretrainer.test_step
+        if self.config.train.jit_compile:
+            # XLA compiles the per-replica computation (cross-replica sums stay collectives).
+            train_step = tf.function(train_step, jit_compile=True, autograph=False)
+            test_step = tf.function(test_step, jit_compile=True, autograph=False)
+
+        def replicate(iterator):
+            if not self.global_iterator:
+                return next(iterator)
+            batch = next(iterator)
+
+            def slice_for(ctx):
+                # The loop splits the checkpointed global batch itself, so the input position
+                # (and example_index, the global position) is the same for any replica count.
+                start = ctx.replica_id_in_sync_group * per_replica
+                return {k: v[start:start + per_replica] for k, v in batch.items()}
+
+            return strategy.experimental_distribute_values_from_function(slice_for)
+
+        def with_global_index(batch):
+            if self.global_iterator:
+                return batch
+            # Per-replica datasets number their examples 0 … per_replica − 1.
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            return dict(batch, example_index=batch["example_index"] + replica * per_replica)
+
+        def replica_train(batch, stop):
+            metrics = dict(train_step(with_global_index(batch)))
+            # Every worker learns that one of them got SIGTERM, so they all stop together.
+            # (Cast inside the replica: an all-reduce needs a value placed on a replica device.)
+            metrics["stop_requests"] = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(stop, tf.float32))
+            return metrics
+
+        def first_replica(outputs):
+            # Metrics are global values, identical on every replica.
+            return {k: strategy.experimental_local_results(v)[0] for k, v in outputs.items()}
+
+        # No AutoGraph: the steps are written with explicit TF control flow (as Keras' own
+        # trainer, which does not convert train_step either), and converting them costs seconds.
+        @tf.function(autograph=False)
+        def train_fn(iterator, stop):
+            return first_replica(strategy.run(replica_train, (replicate(iterator), stop)))
+
+        @tf.function(autograph=False)
+        def eval_fn(iterator):
+            return first_replica(strategy.run(
+                lambda b: test_step(with_global_index(b)), (replicate(iterator),)))
+
+        return train_fn, eval_fn
+
+    def _evaluate(self, eval_fn) -> dict:
+        """Means of the evaluation metrics over ``train.eval_steps`` validation batches."""
+        iterator = iter(self._eval_dataset())
+        sums: dict[str, float] = {}
+        for _ in range(self.config.train.eval_steps):
+            for k, v in eval_fn(iterator).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        return {k: v / self.config.train.eval_steps for k, v in sums.items()}
+
+
+def model_state(pretrainer: keras.Model) -> dict:
+    """The pretrainer's sub-layers by attribute name (``generator``, ``discriminator``, ...).
+
+    Not the pretrainer itself: after ``compile`` it also tracks the optimizer, whose list of
+    trained variables would give them the shortest (hence chosen) checkpoint names
+    ``model/optimizer/_trainable_variables/<i>``.
+
+    Raises:
+      TrainingError: a model variable that none of the sub-layers holds (it would not be saved).
+    """
+    parts = {name: value for name, value in vars(pretrainer).items()
+             if isinstance(value, keras.layers.Layer)}
+    held = {id(v) for layer in parts.values() for v in layer.variables}
+    missing = [v.path for v in pretrainer.variables if id(v) not in held]
+    if missing:
+        raise TrainingError(f"variables outside the sub-layers {sorted(parts)} would not be "
+                            f"checkpointed: {missing}")
+    return parts
+
+
+def optimizer_state(optimizer: keras.optimizers.Optimizer) -> dict:
+    """The optimizer's own variables (step, slots, loss scale), keyed by stable names.
+
+    Checkpointing the optimizer object itself would also reach the model's variables through
+    its ``_trainable_variables`` list, and TensorFlow names every variable by its *shortest*
+    path: ``optimizer/_trainable_variables/17`` would win over
+    ``model/generator/layer_0/query/kernel``. Slot names (``<variable path>_m``) do not depend on
+    the optimizer's auto-generated name, which changes when a process builds a second one.
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer
+    own = optimizer.variables if inner is None else inner.variables
+    state = {v.name: v for v in own}
+    if inner is not None:
+        inner_ids = {id(v) for v in inner.variables}
+        state.update({f"loss_scale.{v.name}": v for v in optimizer.variables
+                      if id(v) not in inner_ids})
+    if len(state) != len(optimizer.variables):
+        raise TrainingError(f"optimizer variable names are not unique: "
+                            f"{sorted(v.name for v in optimizer.variables)}")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging.
+
+class _MetricsLog:
+    """``metrics.jsonl``: one record per step; on resume, records after the checkpoint go.
+
+    A killed run may have logged steps past its last checkpoint; the resumed run computes them
+    again, so the file always holds exactly one record per step and split.
+    """
+
+    def __init__(self, path: str, resumed_from: int, enabled: bool):
+        self.file = None
+        if not enabled:
+            return
+        kept = []
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut short by kill -9
+                        continue
+                    if record["step"] <= resumed_from:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+        self.file = tf.io.gfile.GFile(path, "w")
+        self.file.write("".join(kept))
+        self.file.flush()
+
+    def write(self, split: str, step: int, metrics: dict) -> None:
+        if self.file:
+            self.file.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+class _Progress:
+    """Console line and TensorBoard scalars every ``train.log_every`` steps."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.every = run.config.train.log_every
+        self.num_steps = run.config.train.num_steps
+        self.tokens_per_step = run.batch_size * run.config.data.seq_length
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.last: dict = {}
+        self.time = time.perf_counter()
+        writer = lambda name: (tf.summary.create_file_writer(os.path.join(run.model_dir, name))
+                               if run.chief else tf.summary.create_noop_writer())
+        self.train_writer = writer("train")
+        self.eval_writer = writer("eval") if run.eval_shards else None
+
+    def update(self, step: int, metrics: dict) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        if step % self.every and step != self.num_steps:
+            return
+        now = time.perf_counter()
+        steps_per_s = self.count / max(now - self.time, 1e-9)
+        means = {k: v / self.count for k, v in self.sums.items()}
+        rates = {"throughput/steps_per_second": steps_per_s,
+                 "throughput/sequences_per_second": steps_per_s * self.run.batch_size,
+                 "throughput/tokens_per_second": steps_per_s * self.tokens_per_step}
+        learning_rate = _learning_rate_at(self.run.optimizer, step - 1)
+        with self.train_writer.as_default(step=step):
+            for k, v in {**means, **rates, "learning_rate": learning_rate}.items():
+                tf.summary.scalar(k, v)
+        self.train_writer.flush()
+        eta = (self.num_steps - step) / steps_per_s
+        self.run.echo(
+            f"step {step:>{len(str(self.num_steps))}}/{self.num_steps} | "
+            f"{steps_per_s:.2f} steps/s {steps_per_s * self.tokens_per_step / 1000:.1f}k tok/s | "
+            f"ETA {_duration(eta)} | lr {learning_rate:.2e} | {_format_metrics(means)}")
+        self.last = {**means, **rates, "learning_rate": learning_rate}
+        self.sums, self.count, self.time = {}, 0, now
+
+    def write_eval(self, step: int, metrics: dict) -> None:
+        with self.eval_writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(k, v)
+        self.eval_writer.flush()
+        self.run.echo(f"eval at step {step} | {_format_metrics(metrics)}")
+
+    def close(self) -> None:
+        for writer in (self.train_writer, self.eval_writer):
+            if writer is not None:
+                writer.close()
+
+
+_CONSOLE_METRICS = (  # (metric, console label) in reading order
+    ("loss", "loss"), ("generator_loss", "gen"), ("generator_accuracy", "gen_acc"),
+    ("discriminator_loss", "disc"), ("discriminator_accuracy", "disc_acc"),
+    ("discriminator_precision", "P"), ("discriminator_recall", "R"),
+    ("gradient_norm", "|g|"))
+
+
+def _format_metrics(metrics: dict) -> str:
+    return " ".join(f"{label} {metrics[name]:.4f}" for name, label in _CONSOLE_METRICS
+                    if name in metrics)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _learning_rate_at(optimizer, step: int) -> float:
+    """The rate the optimizer used for the update of step ``step + 1``."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    schedule = inner._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(schedule(step))
+    return float(keras.ops.convert_to_numpy(schedule))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+class _TerminationFlag:
+    """Turns SIGTERM (preemption) into a flag the loop checks after every step.
+
+    The previous handler comes back on exit. Signals can only be handled in the main thread;
+    elsewhere the flag stays down and SIGTERM keeps its previous effect.
+    """
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

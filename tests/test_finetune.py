@@ -1,0 +1,247 @@
+"""Fine-tuning: metrics, task readers, layer-wise decay, and a real run on the demo task."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from keras_config_helper import assert_config_round_trip
+
+from electra_tf import classifier, finetune, metrics, tasks
+from electra_tf.config import load_config
+from electra_tf.demo_task import build_demo_task
+from electra_tf.optimization import build_optimizer, layerwise_lr_multipliers
+from electra_tf.pretrained import save_pretrained
+from electra_tf.tokenizer import tokenizer_from_config
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics on hand-computed examples.
+
+def test_classification_metrics_hand_computed():
+    labels = [0, 0, 1, 1, 1, 2]
+    preds = [0, 1, 1, 1, 0, 2]
+    assert metrics.accuracy(labels, preds) == pytest.approx(4 / 6)
+    # Per class F1: 0 → P 1/2 R 1/2 → 1/2; 1 → P 2/3 R 2/3 → 2/3; 2 → 1.
+    assert metrics.macro_f1(labels, preds) == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    # Gorodkin R_K: c=4, s=6, t=(2,3,1), p=(2,3,1): (24 − 14) / (36 − 14) = 10/22.
+    assert metrics.matthews_corrcoef(labels, preds) == pytest.approx(10 / 22)
+    # Binary MCC = (TP·TN − FP·FN) / sqrt(...): TP 2, TN 1, FP 1, FN 1 → 1/sqrt(3·3·2·2).
+    assert metrics.matthews_corrcoef([1, 1, 1, 0, 0], [1, 1, 0, 1, 0]) == pytest.approx(1 / 6)
+    # Degenerate: constant predictions → MCC 0, the absent class's F1 counts as 0.
+    assert metrics.matthews_corrcoef([0, 1, 1], [1, 1, 1]) == 0.0
+    assert metrics.macro_f1([0, 1, 1], [1, 1, 1]) == pytest.approx((0 + 0.8) / 2)
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    assert metrics.classification_metrics([0, 1, 1], logits) == {
+        "accuracy": pytest.approx(2 / 3), "macro_f1": pytest.approx((2 / 3 + 2 / 3) / 2),
+        "mcc": pytest.approx(0.5)}
+
+
+def test_regression_metrics_hand_computed():
+    assert metrics.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert metrics.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # x = (1,2,3,4), y = (1,3,2,4): centred dot 4, norms sqrt(5)·sqrt(5) → 0.8.
+    assert metrics.pearson([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    np.testing.assert_allclose(metrics.rankdata([10, 20, 20, 5]), [2, 3.5, 3.5, 1])
+    # Monotone but non-linear: Spearman 1, Pearson < 1.
+    assert metrics.spearman([1, 2, 3, 4], [1, 10, 100, 1000]) == pytest.approx(1.0)
+    # Ties: ranks (1, 2.5, 2.5, 4) vs (1, 2, 3, 4); centred dot 4.5, squared norms 4.5 and 5.
+    assert metrics.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5))
+    assert metrics.pearson([1, 2, 3], [5, 5, 5]) == 0.0
+    assert metrics.regression_metrics([1.0, 2.0], [1.0, 4.0])["mse"] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers.
+
+def _write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
+
+
+def test_file_task_reads_tsv_csv_jsonl_and_infers_sorted_labels(tmp_path):
+    train = _write(tmp_path / "train.tsv", 'a\tb\tlabel\n"He said ""hi"""\tx\tpos\nbye\ty\tneg\n')
+    dev = _write(tmp_path / "dev.csv", 'a,b,label\n"one, two",z,neg\n')
+    info, tr, dv = tasks.read_file_task(train, dev, text_column="a", text_b_column="b")
+    assert info.labels == ("neg", "pos") and info.is_pair and info.num_outputs == 2
+    assert tr.texts == ['He said "hi"', "bye"] and tr.texts_b == ["x", "y"]
+    assert tr.labels.tolist() == [1, 0] and dv.texts == ["one, two"] and dv.labels.tolist() == [0]
+    jsonl = _write(tmp_path / "r.jsonl",
+                   '{"text": "x", "score": 0.5}\n\n{"text": "y", "score": 2}\n')
+    info, tr, _ = tasks.read_file_task(jsonl, jsonl, "regression", label_column="score")
+    assert info.num_outputs == 1 and tr.labels.dtype == np.float32
+    assert tr.labels.tolist() == [0.5, 2.0]
+    info.save(str(tmp_path))
+    assert tasks.TaskInfo.load(str(tmp_path)) == info
+
+
+def test_file_task_errors_name_file_line_and_column(tmp_path):
+    good = _write(tmp_path / "train.tsv", "text\tlabel\nhello\ta\nworld\tb\n")
+    missing = _write(tmp_path / "dev.tsv", "text\tlbl\nhello\ta\n")
+    with pytest.raises(tasks.TaskDataError, match=r"dev.tsv: no column 'label'; columns "
+                                                  r"present: text, lbl"):
+        tasks.read_file_task(good, missing)
+    unseen = _write(tmp_path / "dev2.tsv", "text\tlabel\nhello\tc\n")
+    with pytest.raises(tasks.TaskDataError, match=r"dev2.tsv: label\(s\) 'c' do not occur in "
+                                                  r"the training data; known labels: a, b"):
+        tasks.read_file_task(good, unseen)
+    regression = _write(tmp_path / "reg.tsv", "text\tlabel\nx\t1.5\ny\thigh\n")
+    with pytest.raises(tasks.TaskDataError, match=r"reg.tsv:3: label 'high' in column 'label' "
+                                                  r"is not a finite number"):
+        tasks.read_file_task(regression, regression, "regression")
+    ragged = _write(tmp_path / "ragged.tsv", "text\tlabel\nx\ta\textra\n")
+    with pytest.raises(tasks.TaskDataError, match=r"ragged.tsv:2: 3 fields, expected 2"):
+        tasks.read_file_task(ragged, good)
+    one_label = _write(tmp_path / "one.tsv", "text\tlabel\nx\ta\n")
+    with pytest.raises(tasks.TaskDataError, match="at least 2 labels"):
+        tasks.read_file_task(one_label, one_label)
+
+
+class TinyPairs(tfds.core.GeneratorBasedBuilder):
+    """A two-split pair-classification dataset prepared offline (a real TFDS builder)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "premise": tfds.features.Text(), "hypothesis": tfds.features.Text(),
+            "label": tfds.features.ClassLabel(names=["entailment", "contradiction"]),
+            "score": tfds.features.Scalar(dtype=np.float32)}))
+
+    def _split_generators(self, dl_manager):
+        rows = [("a cat sat", "a cat", 0, 4.5), ("a dog ran", "no dog", 1, 0.5),
+                ("it rains", "it is wet", 0, 3.0)]
+        return {"train": self._generate_examples(rows), "validation":
+                self._generate_examples(rows[:2])}
+
+    def _generate_examples(self, rows):
+        for i, (premise, hypothesis, label, score) in enumerate(rows):
+            yield i, {"premise": premise, "hypothesis": hypothesis, "label": label,
+                      "score": score}
+
+
+def test_tfds_task_pairs_and_regression(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    info, train, dev = tasks.read_tfds_task("tiny_pairs", data_dir, text_column="premise",
+                                            text_b_column="hypothesis")
+    assert info.task_type == "classification"
+    assert info.labels == ("entailment", "contradiction") and info.is_pair
+    assert sorted(zip(train.texts, train.texts_b, train.labels.tolist())) == [
+        ("a cat sat", "a cat", 0), ("a dog ran", "no dog", 1), ("it rains", "it is wet", 0)]
+    assert len(dev) == 2
+    info, train, _ = tasks.read_tfds_task("tiny_pairs", data_dir, text_column="premise",
+                                          label_column="score")
+    assert info.task_type == "regression" and sorted(train.labels.tolist()) == [0.5, 3.0, 4.5]
+    with pytest.raises(tasks.TaskDataError, match=r"text features \['premise', 'hypothesis'\]|"
+                                                  r"text features \['hypothesis', 'premise'\]"):
+        tasks.read_tfds_task("tiny_pairs", data_dir)
+    with pytest.raises(tasks.TaskDataError, match="no split 'test'; splits: "):
+        tasks.read_tfds_task("tiny_pairs", data_dir, dev_split="test", text_column="premise")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and optimizer.
+
+def test_layerwise_decay_exponents_in_the_finetuning_optimizer():
+    config = load_config("debug_tiny", ["finetune.layerwise_lr_decay=0.5"])
+    model = classifier.build_classifier(config, num_outputs=3, seed=1)
+    assert_config_round_trip(model)
+    opt_config = classifier.finetuning_optimizer_config(config)
+    assert (opt_config.name, opt_config.learning_rate, opt_config.warmup_fraction) == (
+        "adamw", config.finetune.learning_rate, 0.1)
+    multipliers = layerwise_lr_multipliers(model.encoder, model.head.trainable_variables, 0.5)
+    optimizer = build_optimizer(opt_config, 10, model, multipliers)
+    got = optimizer.lr_multipliers
+    num_layers = config.model.num_layers  # L = 2: head d^0, top d^2, bottom d^3, embeddings d^4
+    for v in model.head.trainable_variables:
+        assert got[v.path] == 1.0
+    for v in model.encoder.transformer_layers[-1].trainable_variables:
+        assert got[v.path] == 0.5 ** 2
+    for v in model.encoder.transformer_layers[0].trainable_variables:
+        assert got[v.path] == 0.5 ** (num_layers + 1)
+    for v in model.encoder.embedding_variables():
+        assert got[v.path] == 0.5 ** (num_layers + 2)
+    assert {v.path for v in model.trainable_variables} == set(got)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on the demo task.
+
+@pytest.fixture(scope="module")
+def demo_task(tmp_path_factory):
+    return build_demo_task(str(tmp_path_factory.mktemp("demo_task")), seed=0,
+                           train_per_label=160, dev_per_label=40, words_per_passage=30)
+
+
+def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, capsys):
+    out = str(tmp_path / "ft")
+    rc = finetune.main([
+        "--init", "none", "--config", "debug_tiny", "--output_dir", out,
+        "--train", demo_task["train"], "--dev", demo_task["dev"], "--seeds", "1,2",
+        "--set", "finetune.epochs=3", "--set", "finetune.learning_rate=1e-3"])
+    assert rc == 0
+    assert "seed 2 epoch 3/3" in capsys.readouterr().out
+    summary = json.load(open(os.path.join(out, classifier.SUMMARY_FILE)))
+    assert summary["seeds"] == [1, 2] and summary["main_metric"] == "accuracy"
+    accuracies = [summary["runs"][s]["accuracy"] for s in ("1", "2")]
+    assert summary["median"]["accuracy"] == pytest.approx(np.median(accuracies))
+    # Balanced 3-way task: the majority-class baseline is 1/3.
+    assert min(accuracies) > 1 / 3 + 0.2, accuracies
+    run_dir = os.path.join(out, "seed_1")
+    for name in ("config.yaml", "config.json", "vocab.txt", "tokenizer.json", "label_map.json",
+                 classifier.WEIGHTS_FILE, classifier.METRICS_FILE):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert any(f.startswith("events.out") for f in os.listdir(os.path.join(run_dir, "dev")))
+    record = json.load(open(os.path.join(run_dir, classifier.METRICS_FILE)))
+    losses = [e["train_loss"] for e in record["epochs"]]
+    assert losses[-1] < losses[0], losses
+    best = max(record["epochs"], key=lambda e: e["accuracy"])
+    assert record["best"]["epoch"] == best["epoch"]
+    # The saved weights are the best epoch's: reloading reproduces its dev metrics exactly.
+    config, tokenizer, task, model = classifier.load_classifier(run_dir)
+    _, _, dev = tasks.read_file_task(demo_task["train"], demo_task["dev"])
+    features = classifier.encode_split(tokenizer, dev, config.finetune.seq_length)
+    logits = classifier.predict_logits(lambda b: model(b, training=False), features)
+    reloaded = classifier.task_metrics(task, dev.labels, logits)
+    assert reloaded == pytest.approx({k: record["best"][k] for k in reloaded}, abs=1e-9)
+
+
+def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):
+    config = load_config("debug_tiny", ["finetune.epochs=1", "finetune.batch_size=4"])
+    tokenizer = tokenizer_from_config(config.data)
+    pretrained = classifier.build_classifier(config, 1, seed=7).encoder
+    model_dir = tmp_path / "pretrain_run"
+    save_pretrained(str(model_dir / "pretrained"), config, tokenizer, pretrained)
+    train = _write(tmp_path / "train.tsv", "text\tlabel\n" + "".join(
+        f"example {i}\t{i % 2}\n" for i in range(8)))
+    # A config whose model differs from the pre-trained one is refused, naming the field.
+    rc = finetune.main(["--init", str(model_dir), "--output_dir", str(tmp_path / "bad"),
+                        "--config", "debug_tiny", "--set", "model.num_layers=3",
+                        "--train", train, "--dev", train])
+    assert rc == 2
+    assert "model.num_layers" in capsys.readouterr().err
+    # lr 0 for one step: the fine-tuned encoder must equal the pre-trained one.
+    out = str(tmp_path / "ft")
+    rc = finetune.main(["--init", str(model_dir), "--output_dir", out, "--train", train,
+                        "--dev", train, "--set", "finetune.epochs=1",
+                        "--set", "finetune.batch_size=8", "--set", "finetune.warmup_fraction=1"])
+    assert rc == 0
+    _, _, _, model = classifier.load_classifier(out)
+    for a, b in zip(model.encoder.trainable_variables, pretrained.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert json.load(open(os.path.join(out, "config.json")))["init"].endswith("pretrained")
+
+
+def test_finetune_cli_reports_bad_data_without_traceback(tmp_path, capsys):
+    train = _write(tmp_path / "train.tsv", "sentence\tlabel\nx\ta\n")
+    rc = finetune.main(["--init", "none", "--config", "debug_tiny", "--output_dir",
+                        str(tmp_path / "o"), "--train", train, "--dev", train])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert "no column 'text'; columns present: sentence, label" in err
+    assert finetune.main(["--init", "none", "--output_dir", "o", "--tfds", "glue/sst2",
+                          "--train", train]) == 2
