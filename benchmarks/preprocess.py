@@ -9,8 +9,9 @@ Measured, each in a fresh process with TensorFlow pinned to one intra-op and one
 thread per process (``TF_NUM_INTRAOP_THREADS=TF_NUM_INTEROP_THREADS=1``, inherited by Beam's
 worker processes):
 
-* ``tokenizer``: ``electra_tf.tokenizer.Tokenizer`` alone on the corpus lines, batched by about
-  1 MiB of text as the pipeline does (the ceiling for the pipeline);
+* ``tokenizer_fast``: ``electra_tf.tokenizer.Tokenizer(fast=True)``, the pipeline's, alone on
+  the corpus lines, batched by about 1 MiB of text as the pipeline does (the pipeline's
+  ceiling); ``tokenizer_default``: the same with ``fast=False`` (WordpieceTokenizer);
 * ``pipeline_1_worker``, ``pipeline_2_workers``: ``pipelines.build_pretraining_data`` end to
   end (read → tokenize → pack → shard → TFRecords + metadata on disk) on the DirectRunner,
   in-process and with ``--direct_num_workers=2 --direct_running_mode=multi_processing``;
@@ -78,7 +79,7 @@ def measure_tokenizer(args) -> dict:
     batches.append(batch)
 
     def run():
-        tokenizer = Tokenizer()
+        tokenizer = Tokenizer(fast=args.fast)
         tokenize = tf.function(tokenizer.tokenize, autograph=False,
                                input_signature=[tf.TensorSpec([None], tf.string)])
         tokens = sum(int(tokenize(b).flat_values.shape[0]) for b in batches)
@@ -182,6 +183,8 @@ def _child(kind: str, args) -> dict:
                TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.getcwd())
     command = [sys.executable, __file__, "--_measure", kind, "--repeat", str(args.repeat),
                "--max_seq_length", str(args.max_seq_length), "--workers", str(args.workers)]
+    if args.fast:
+        command.append("--fast")
     if args.original_dir:
         command += ["--original_dir", args.original_dir]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -190,8 +193,9 @@ def _child(kind: str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _row(name: str, kind: str, args, workers: int = 1, repeat: int = 1) -> dict:
-    args.workers, args.repeat = workers, repeat
+def _row(name: str, kind: str, args, workers: int = 1, repeat: int = 1,
+         fast: bool = False) -> dict:
+    args.workers, args.repeat, args.fast = workers, repeat, fast
     row = _child(kind, args)
     row["tokens_per_s"] = round(row["tokens_in"] / row["wall_s"])
     row["tokens_per_cpu_s"] = round(row["tokens_in"] / row["cpu_s"])
@@ -211,6 +215,7 @@ def main() -> None:
                         help="a google-research/electra checkout, to measure its script too")
     parser.add_argument("--_measure", default="", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._measure:
         measure = {"tokenizer": measure_tokenizer, "pipeline": measure_pipeline,
@@ -220,7 +225,8 @@ def main() -> None:
 
     repeat = args.repeat
     load_before = os.getloadavg()
-    rows = {"tokenizer": _row("tokenizer", "tokenizer", args),
+    rows = {"tokenizer_default": _row("tokenizer_default", "tokenizer", args),
+            "tokenizer_fast": _row("tokenizer_fast", "tokenizer", args, fast=True),
             "pipeline_1_worker": _row("pipeline_1_worker", "pipeline", args),
             "pipeline_2_workers": _row("pipeline_2_workers", "pipeline", args, workers=2)}
     if repeat > 1:

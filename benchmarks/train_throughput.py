@@ -8,8 +8,9 @@ Measures, in one run on one machine:
    sequences/s; model FLOP utilisation (MFU) = model FLOPs/s ÷ the matmul peak;
 3. the peer, TF Model Garden's ``ElectraPretrainer`` (tf-models-official, on tf_keras), built as
    its ``ElectraPretrainTask`` builds it, same sizes, same losses, AdamWeightDecay + clipping, its
-   input precomputed in memory (no masking work), ``--steps`` steps per ``tf.function`` call as
-   Orbit runs them; in a separate process (``--peer_python``, a Python that can import
+   input precomputed in memory (no masking work), timed both with ``--steps`` steps per
+   ``tf.function`` call (as Orbit runs them) and one step per call, the faster reported; in a
+   separate process (``--peer_python``, a Python that can import
    ``official``), because tf_keras and Keras 3 do not mix in one process.
 
 Model FLOPs count matrix products only (2 per multiply-add), forward + backward = 3 × forward:
@@ -199,11 +200,20 @@ def run_peer(spec: dict, steps: int) -> dict:
             loss = step(next(iterator))
         return loss
 
+    def timed(run):  # seconds per step of ``run()``, which runs ``steps`` steps
+        start = time.perf_counter()
+        loss = float(run())
+        return (time.perf_counter() - start) / steps, loss
+
     loop(iterator, tf.constant(steps)).numpy()  # trace + warm up
-    start = time.perf_counter()
-    loss = float(loop(iterator, tf.constant(steps)).numpy())
-    elapsed = time.perf_counter() - start
-    return {"sequences_per_second": steps * b / elapsed, "step_time_ms": 1000 * elapsed / steps,
+    in_loop, loss = timed(lambda: loop(iterator, tf.constant(steps)).numpy())
+    step(next(iterator)).numpy()  # one step per call, as our loop runs
+    per_call, _ = timed(lambda: [step(next(iterator)).numpy() for _ in range(steps)][-1])
+    # The faster of the two ways is reported (the conservative choice for our speed-up).
+    best = min(in_loop, per_call)
+    return {"sequences_per_second": b / best, "step_time_ms": 1000 * best,
+            "step_time_ms_steps_in_tf_while": 1000 * in_loop,
+            "step_time_ms_one_step_per_call": 1000 * per_call,
             "final_loss": loss, "tensorflow": tf.__version__,
             "tf_models_official": importlib.metadata.version("tf-models-official")}
 

@@ -36,6 +36,9 @@ from pipelines.inputs import (InputOptions, PipelineError, ReadInputs, add_input
 from pipelines.reading import TextChunk
 
 logger = logging.getLogger(__name__)
+# What split_words puts in place of words too long for WordPiece; the splitter never produces
+# it otherwise (it splits "[" and "]" off every word).
+_OVERLONG = "[UNK]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,16 +69,10 @@ class _CountWords(beam.DoFn):
 
     def setup(self):
         import tensorflow as tf
-        import tensorflow_text as tf_text
 
-        split_words = getattr(tokenizer_lib, "split_words", None)
-        if split_words is None:  # until electra_tf.tokenizer exposes it (docs/requests)
-            def split_words(texts, lower_case):
-                return tf_text.regex_split(tokenizer_lib.normalize(texts, lower_case),
-                                           tokenizer_lib._SPLIT, tokenizer_lib._KEEP)
-        self._split = tf.function(lambda texts: split_words(texts, self.lower_case),
-                                  autograph=False,
-                                  input_signature=[tf.TensorSpec([None], tf.string)])
+        self._split = tf.function(
+            lambda texts: tokenizer_lib.split_words(texts, self.lower_case, _OVERLONG),
+            autograph=False, input_signature=[tf.TensorSpec([None], tf.string)])
 
     def process(self, chunk: TextChunk) -> Iterator[tuple[str, int]]:
         if not chunk.lines:
@@ -84,8 +81,7 @@ class _CountWords(beam.DoFn):
         unique, counts = np.unique(words, return_counts=True)
         for word, count in zip(unique.tolist(), counts.tolist()):
             text = word.decode("utf-8")
-            # Over-long words are [UNK] to the tokenizer: nothing to learn from them.
-            if len(text) <= tokenizer_lib.MAX_CHARS_PER_WORD:
+            if text != _OVERLONG:  # [UNK] to the tokenizer: nothing to learn from it
                 yield text, count
 
 

@@ -114,14 +114,14 @@ def serialize_examples(features: dict[str, np.ndarray]) -> tuple[bytes, np.ndarr
         values = np.asarray(values)
         flat, lengths = varints(values.reshape(-1))
         payload = (flat, lengths.reshape(values.shape).sum(axis=1))
-        # Sizes from the inside out.
-        packed_length, int64_list_field = _length_prefixed(payload[1])
-        int64_list_length, feature_field = _length_prefixed(int64_list_field)
-        feature_length, value_field = _length_prefixed(feature_field)
+        # Message sizes from the inside out: Int64List, Feature, map entry.
+        packed_length, int64_list_size = _length_prefixed(payload[1])
+        int64_list_length, feature_size = _length_prefixed(int64_list_size)
+        feature_length, value_field_size = _length_prefixed(feature_size)
         key = name.encode("utf-8")
         key_field = b"\x0A" + varints(np.array([len(key)]))[0].tobytes() + key
-        entry_length, entry_field = _length_prefixed(len(key_field) + value_field)
-        features_size += entry_field
+        entry_length, entry_field_size = _length_prefixed(len(key_field) + value_field_size)
+        features_size += entry_field_size
         columns += [_constant(b"\x0A", n), entry_length,       # Features.feature = 1 (entry)
                     _constant(key_field, n),                   # entry.key = 1
                     _constant(b"\x12", n), feature_length,     # entry.value = 2 (Feature)
