@@ -73,7 +73,9 @@ class MaskedLMHead(keras.layers.Layer):
         hidden = tf.gather(sequence_output, positions, batch_dims=1)  # [batch, predictions, H]
         hidden = self.layer_norm(self.dense(hidden))
         table = tf.cast(self.embeddings.word_embeddings.value, hidden.dtype)
-        logits = tf.matmul(hidden, table, transpose_b=True)
+        # einsum runs one 2-D matmul; tf.matmul of a rank-3 input with the rank-2 table
+        # broadcasts the table over the batch and was 4× slower here (CPU, b32 × 9 × 30522).
+        logits = tf.einsum("bpe,ve->bpv", hidden, table)
         return tf.cast(logits, tf.float32) + self.output_bias.value
 
     def compute_output_shape(self, sequence_output_shape, positions_shape):
