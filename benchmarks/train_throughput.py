@@ -288,6 +288,7 @@ def main(argv=None) -> int:
         "device": device, "strategy": strategy, "tensorflow": tf.__version__,
         # Other processes on the machine skew CPU timings; recorded so a reader can tell.
         "load_average_1min_at_end": os.getloadavg()[0],
+        "timed_steps": args.steps,
         "config": {k: to_dict(config)[k] for k in ("model", "train", "data")},
         "generator": to_dict(config)["derived"]["generator_model"],
         "training_gflops_per_sequence": flops / 1e9,
