@@ -22,8 +22,9 @@ STRATEGIES = ("cpu", "gpu", "mirrored", "multi_worker", "tpu")  # electra_tf.dis
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m electra_tf.pretrain",
-        description="Pre-train ELECTRA (generator + discriminator) on TFRecords written by "
-                    "pipelines.build_pretraining_data (or in the original ELECTRA format).",
+        description="Pre-train ELECTRA (generator + discriminator) on TFRecords written by\n"
+                    "pipelines.build_pretraining_data (or in the original ELECTRA format).\n"
+                    "Rerunning the same command resumes from the latest checkpoint.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="keys for --set (section.key=value):\n  " + "\n  ".join(override_keys()))
     parser.add_argument("--config", default="electra_small",

@@ -130,7 +130,7 @@ def test_graph_ops_stay_within_the_tf_serving_allowlist(exported):
     assert allowlist["minimum_tensorflow_serving"] == "2.15.1"
     ops = serving.saved_model_ops(exported["path"])
     # Not vacuous: the tokenizer's TF Text ops and the model's ops are in the walked set.
-    assert {"NormalizeUTF8", "RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets",
+    assert {"NormalizeUTF8", "WordpieceTokenizeWithOffsets", "StringSplitV2",
             "MatMul", "Softmax", "LookupTableFindV2"} <= set(ops)
     assert serving.ops_outside_allowlist(ops, allowlist) == []
     # Attrs count: TF <= 2.14 had VarHandleOp without debug_name, which TF 2.20 sets.
