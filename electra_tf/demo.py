@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -115,7 +116,7 @@ def finetune(out: str, model_dir: str, config):
 
 
 def _with_finetune_section(saved, config):
-    import dataclasses
+    """The pre-trained model's config with the demo's fine-tuning settings."""
     return dataclasses.replace(saved, finetune=config.finetune)
 
 
