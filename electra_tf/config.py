@@ -464,13 +464,11 @@ def apply_overrides(config: Config, overrides: tuple[str, ...] | list[str]) -> C
 
 def override_keys() -> list[str]:
     """Every dotted key ``--set`` accepts, with its type and default (for ``--help``)."""
-    hints_cache: dict = {}
     rows = []
-    for section in dataclasses.fields(Config):
-        cls = section.type if isinstance(section.type, type) else typing.get_type_hints(Config)[section.name]
-        hints = hints_cache.setdefault(cls, typing.get_type_hints(cls))
+    for section, cls in typing.get_type_hints(Config).items():
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            rows.append(f"{section.name}.{f.name} ({_type_name(hints[f.name])}, default {f.default!r})")
+            rows.append(f"{section}.{f.name} ({_type_name(hints[f.name])}, default {f.default!r})")
     return rows
 
 

@@ -20,7 +20,6 @@ an exported SavedModel that takes raw text.
 from __future__ import annotations
 
 import hashlib
-import os
 from importlib import resources
 from typing import Optional
 
@@ -193,7 +192,8 @@ class Tokenizer(tf.Module):
             "lower_case": self.lower_case,
             "strip_accents": self.lower_case,
             "max_chars_per_word": MAX_CHARS_PER_WORD,
-            "special_tokens": {t: self.vocab.index(t) for t in SPECIAL_TOKENS},
+            "special_tokens": dict(zip(SPECIAL_TOKENS, (self.pad_id, self.unk_id, self.cls_id,
+                                                        self.sep_id, self.mask_id))),
         }
 
     def tokenize(self, texts) -> tf.RaggedTensor:
@@ -255,14 +255,9 @@ class Tokenizer(tf.Module):
             raise TokenizerError(f"tokenizer settings of {where} do not match: " + "; ".join(diffs))
 
 
-def vocab_path_for(data_config) -> str:
-    """The vocabulary a :class:`~electra_tf.config.DataConfig` names (packaged one if empty)."""
-    return data_config.vocab_path or default_vocab_path()
-
-
 def tokenizer_from_config(data_config) -> Tokenizer:
-    """Builds the tokenizer a :class:`~electra_tf.config.DataConfig` describes."""
-    path = vocab_path_for(data_config)
-    if data_config.vocab_path and not os.path.exists(path) and not tf.io.gfile.exists(path):
-        raise TokenizerError(f"data.vocab_path={path!r} does not exist")
-    return Tokenizer(path, lower_case=data_config.lower_case)
+    """Builds the tokenizer a :class:`~electra_tf.config.DataConfig` describes (the packaged
+    BERT uncased vocabulary when ``data.vocab_path`` is empty)."""
+    if data_config.vocab_path and not tf.io.gfile.exists(data_config.vocab_path):
+        raise TokenizerError(f"data.vocab_path={data_config.vocab_path!r} does not exist")
+    return Tokenizer(data_config.vocab_path or None, lower_case=data_config.lower_case)
