@@ -21,11 +21,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from electra_tf import kernels
 from electra_tf.config import ModelConfig
-
-# Named, not "auto_select": the same dropout masks with and without XLA and on every device.
-RNG_ALGORITHM = "philox"
-
 
 def derive_seed(seed: int, *names: Any) -> int:
     """A stable 31-bit seed for the random stream called ``names`` under ``seed``.
@@ -70,10 +67,10 @@ class SeededDropout(keras.layers.Layer):
     """Dropout with a deterministic, checkpointable, replica-aware random stream.
 
     Each training call draws the next seed from its ``SeedGenerator`` (state ``[seed, calls]``),
-    folds in the replica id (0 outside a strategy) and applies
-    ``tf.nn.experimental.stateless_dropout``. The state variable is *not* tracked by
-    ``tf.train.Checkpoint`` through the layer (Keras 3 does not track seed generators);
-    ``ElectraPretrainer.seed_generator_variables()`` exposes all of them for checkpoints.
+    adds the replica id (0 outside a strategy) and applies ``kernels.dropout`` keyed on it.
+    The state variable is *not* tracked by ``tf.train.Checkpoint`` through the layer (Keras 3
+    does not track seed generators); ``ElectraPretrainer.seed_generator_variables()`` exposes
+    all of them for checkpoints.
 
     Args:
       rate: fraction of units dropped, in [0, 1).
@@ -104,12 +101,12 @@ class SeededDropout(keras.layers.Layer):
     def call(self, inputs, training=None):
         if not training or not self.rate:
             return inputs
-        seed = self.seed_generator.next()
+        seed = self.seed_generator.next()  # int64 [derived seed < 2**31, call count]
         context = tf.distribute.get_replica_context()
         replica_id = context.replica_id_in_sync_group if context is not None else 0
-        seed = tf.random.experimental.stateless_fold_in(seed, replica_id, alg=RNG_ALGORITHM)
-        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
-                                                    rng_alg=RNG_ALGORITHM)
+        # The replica id goes into the high word of the first seed: a distinct key per replica.
+        seed += tf.constant([1 << 32, 0], tf.int64) * tf.cast(replica_id, tf.int64)
+        return kernels.dropout(inputs, self.rate, kernels.seed_key(seed))
 
     def compute_output_shape(self, input_shape):
         return input_shape

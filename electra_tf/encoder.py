@@ -19,6 +19,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from electra_tf import kernels
 from electra_tf.config import ModelConfig
 from electra_tf.embeddings import (ElectraEmbeddings, SeededDropout, derive_seed,
                                    model_config_from_dict, model_config_to_dict,
@@ -91,8 +92,9 @@ class TransformerLayer(keras.layers.Layer):
         self.attention_output = dense(cfg.hidden_size, "attention_output")
         self.attention_output_dropout = dropout(cfg.dropout_rate, "attention_output_dropout")
         self.attention_layer_norm = layer_norm("attention_layer_norm")
-        self.intermediate = dense(cfg.intermediate_size, "intermediate",
-                                  activation_fn(cfg.activation))
+        # The activation is applied in call, where training uses kernels.gelu.
+        self.intermediate = dense(cfg.intermediate_size, "intermediate")
+        self.activation = activation_fn(cfg.activation)
         self.output_dense = dense(cfg.hidden_size, "output_dense")
         self.output_dropout = dropout(cfg.dropout_rate, "output_dropout")
         self.output_layer_norm = layer_norm("output_layer_norm")
@@ -129,7 +131,13 @@ class TransformerLayer(keras.layers.Layer):
         context = tf.reshape(context, [batch, seq, self.model_config.hidden_size])
         attended = self.attention_output_dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(attended + x)
-        out = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
+        hidden = self.intermediate(x)
+        # Training runs the fused XLA kernel; inference the plain ops (no XLA in SavedModels).
+        if training and self.model_config.activation == "gelu":
+            hidden = kernels.gelu(hidden)
+        else:
+            hidden = self.activation(hidden)
+        out = self.output_dropout(self.output_dense(hidden), training=training)
         return self.output_layer_norm(out + x)
 
     def compute_output_shape(self, x_shape, attention_bias_shape=None):

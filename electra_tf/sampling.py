@@ -5,20 +5,19 @@ Every random number of the ELECTRA objective is a pure function of
 same mask and the same replacements whether the global batch runs on one device or is split
 across replicas, and after a restart (architecture.md, "example_index").
 
-Per-example streams use TensorFlow's counter-based Philox generator
-(``tf.random.stateless_uniform``) with one seed pair per example, mapped over the batch with
-``tf.map_fn`` (``tf.vectorized_map`` falls back to the same loop for stateless random ops).
-
-Caveat, measured with TF 2.20: for the same seed, XLA's Philox kernel (``jit_compile``, TPUs)
-draws different numbers than TensorFlow's own kernel, even with the algorithm fixed. Results
-are reproducible for a given ``train.jit_compile`` setting, not across it.
+Per-example streams use the counter-based hash generator of ``electra_tf.kernels`` with one
+key per example (``kernels.seed_key`` of the example's seed pair). It is plain integer
+arithmetic, so it draws the same numbers inside and outside XLA (``train.jit_compile``, TPUs);
+TensorFlow's Philox kernels do not (for the same seed, XLA's Philox draws different numbers).
+It is also fast where it matters: the Gumbel noise has the size of the generator's logits
+(batch × predictions × vocabulary).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from electra_tf.embeddings import RNG_ALGORITHM
+from electra_tf import kernels
 
 # Stream ids: different purposes never share random numbers.
 MASKING_STREAM = 1
@@ -57,25 +56,25 @@ def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
 
 
 def uniform(seeds: tf.Tensor, shape) -> tf.Tensor:
-    """Uniform [0, 1) float32 numbers, example ``b`` drawn from ``seeds[b]`` only.
+    """Uniform (0, 1) float32 numbers, example ``b`` drawn from ``seeds[b]`` only.
 
     Args:
       seeds: int64 [batch, 2] from :func:`example_seeds`.
-      shape: per-example shape (a list of ints or an int tensor).
+      shape: per-example shape (a list of ints or int scalars, or an int tensor).
 
     Returns:
       float32 [batch, *shape].
     """
-    return tf.map_fn(lambda s: tf.random.stateless_uniform(shape, seed=s, alg=RNG_ALGORITHM),
-                     seeds, fn_output_signature=tf.float32, parallel_iterations=16)
+    full_shape = tf.concat([tf.shape(seeds)[:1], tf.cast(shape, tf.int32)], axis=0)
+    return kernels.uniform(full_shape, kernels.seed_key(seeds))
 
 
 def gumbel_max_sample(logits: tf.Tensor, seeds: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
     """Samples one id per row of ``softmax(logits / temperature)`` by the Gumbel-max trick.
 
-    ``argmax(logits / T + g)`` with ``g = −log(−log u)``, ``u ~ U[0, 1)``, is an exact sample
-    of the softmax (reference ``pretrain_helpers.sample_from_softmax``). ``u = 0`` gives
-    ``g = −inf`` (never chosen); ``u < 1`` always, so no epsilon is needed.
+    ``argmax(logits / T + g)`` with ``g = −log(−log u)``, ``u ~ U(0, 1)``, is an exact sample
+    of the softmax (reference ``pretrain_helpers.sample_from_softmax``); ``u`` never reaches 0
+    or 1, so no epsilon is needed.
 
     Args:
       logits: float [batch, positions, vocab].

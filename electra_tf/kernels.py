@@ -1,0 +1,150 @@
+"""Fused training kernels: exact GELU and dropout, and a fast counter-based random generator.
+
+Why: outside the matrix products, a training step is chains of element-wise operations, and
+TensorFlow runs each one as its own pass over memory. The exact GELU and its gradient, composed
+from TensorFlow ops, are about eight passes; stateless Philox dropout costs about 5 ns per
+element on the CPU. Together they took 30% of the operator time of an ELECTRA-Small training
+step there (TensorFlow profiler; docs/optimization.md).
+
+Each kernel is a ``tf.custom_gradient`` whose forward and backward are each one XLA-compiled
+function (``jit_compile=True``); the backward recomputes what it needs (the dropout mask) rather
+than keeping it alive. The matrix products stay in TensorFlow's own kernels (oneDNN on CPU):
+compiling the whole step with XLA made them slower there.
+
+Layers use these kernels only when ``training`` is true. Inference, evaluation and exported
+SavedModels run plain TensorFlow ops, so a model server needs no XLA. For GELU both paths agree
+to float32 rounding (``tests/test_kernels.py``).
+
+Dropout randomness is counter-based: the bits of element ``i`` under the 64-bit key ``(k0, k1)``
+are ``fmix(fmix(i · φ + k0) ^ k1)``, where ``fmix`` is MurmurHash3's 32-bit finalizer (a bijection
+with full avalanche) and ``φ = 0x9E3779B9``. Measured on 2M elements on the CPU, it takes a
+third of the time of TensorFlow's stateless Philox kernel and a sixth of XLA's Philox. The tests check uniformity, bit balance, and independence across
+neighbouring elements and across keys; dropout needs no more than that. Each layer's key comes
+from its seeded, checkpointed stream (``embeddings.SeededDropout``), so masks depend only on the
+config seed, the call count and the replica.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+_NEG_SQRT_HALF = -1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GOLDEN = 0x9E3779B9  # odd: multiplying the index by it is a bijection on uint32
+
+
+def _jit(fn):
+    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+
+
+# -- random bits ---------------------------------------------------------------------------------
+
+def _fmix32(h: tf.Tensor) -> tf.Tensor:
+    """MurmurHash3's 32-bit finalizer: a bijection with full avalanche."""
+    shift = lambda x, k: tf.bitwise.right_shift(x, tf.constant(k, tf.uint32))
+    h = tf.bitwise.bitwise_xor(h, shift(h, 16)) * tf.constant(0x85EBCA6B, tf.uint32)
+    h = tf.bitwise.bitwise_xor(h, shift(h, 13)) * tf.constant(0xC2B2AE35, tf.uint32)
+    return tf.bitwise.bitwise_xor(h, shift(h, 16))
+
+
+def random_bits(shape, key: tf.Tensor) -> tf.Tensor:
+    """uint32 random bits of ``shape``, a pure function of the element index and ``key``.
+
+    Args:
+      shape: the output shape; fewer than 2**31 elements per stream.
+      key: uint32 [2], one stream for the whole tensor, or [shape[0], 2], one stream per row
+        of the first axis (the index then counts within the row, so a row's bits do not depend
+        on the other rows).
+
+    Returns:
+      uint32 tensor of ``shape``.
+    """
+    key = tf.reshape(key, [-1, 2])
+    per_stream = tf.reduce_prod(shape) // tf.shape(key)[0]
+    index = tf.bitcast(tf.range(per_stream, dtype=tf.int32), tf.uint32)[tf.newaxis]
+    h = _fmix32(index * tf.constant(_GOLDEN, tf.uint32) + key[:, :1])
+    return tf.reshape(_fmix32(tf.bitwise.bitwise_xor(h, key[:, 1:])), shape)
+
+
+@_jit
+def uniform(shape, key: tf.Tensor) -> tf.Tensor:
+    """float32 uniform numbers in (0, 1) on a 2**-24 grid, from :func:`random_bits`.
+
+    One XLA kernel. Gumbel-max sampling of an ELECTRA-Small batch (32 × 19 × 30,522 numbers)
+    took 77 ms with it on the CPU, against 161 ms with per-example Philox streams under
+    ``tf.map_fn``. Integer arithmetic and an exact conversion: the same numbers with or without
+    XLA.
+    """
+    high = tf.bitwise.right_shift(random_bits(shape, key), tf.constant(8, tf.uint32))
+    return (tf.cast(high, tf.float32) + 0.5) * 2.0**-24
+
+
+def seed_key(seeds: tf.Tensor) -> tf.Tensor:
+    """uint32 [..., 2] keys from integer seed pairs [..., 2]; every seed bit reaches both words.
+
+    Seed pairs that differ in one bit (consecutive steps or example indices) give unrelated
+    keys.
+    """
+    seeds = tf.cast(seeds, tf.int64)
+    word = lambda x: tf.cast(tf.bitwise.bitwise_and(x, 0xFFFFFFFF), tf.uint32)
+    low, high = word(seeds), word(tf.bitwise.right_shift(seeds, 32))
+    first = _fmix32(tf.bitwise.bitwise_xor(low[..., 0], _fmix32(high[..., 0] + _GOLDEN)))
+    second = _fmix32(tf.bitwise.bitwise_xor(low[..., 1], _fmix32(high[..., 1] + first)))
+    return tf.stack([_fmix32(tf.bitwise.bitwise_xor(first, second)), second], axis=-1)
+
+
+# -- GELU ----------------------------------------------------------------------------------------
+
+def _gelu_cdf(x):
+    return 0.5 * tf.math.erfc(x * _NEG_SQRT_HALF)
+
+
+@_jit
+def _gelu_forward(x):
+    xf = tf.cast(x, tf.float32)
+    return tf.cast(xf * _gelu_cdf(xf), x.dtype)
+
+
+@_jit
+def _gelu_backward(x, dy):
+    xf = tf.cast(x, tf.float32)
+    slope = _gelu_cdf(xf) + xf * (_INV_SQRT_2PI * tf.exp(-0.5 * tf.square(xf)))
+    return tf.cast(tf.cast(dy, tf.float32) * slope, x.dtype)
+
+
+@tf.custom_gradient
+def gelu(x: tf.Tensor):
+    """Exact (erf) GELU, ``x · Φ(x)``; gradient ``Φ(x) + x · φ(x)``."""
+    return _gelu_forward(x), lambda dy: _gelu_backward(x, dy)
+
+
+# -- dropout -------------------------------------------------------------------------------------
+
+@_jit
+def _dropout(x, key, rate):
+    # Keep with probability 1 − rate: the bits are at least rate · 2**32.
+    threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
+    keep = random_bits(tf.shape(x), key) >= tf.constant(threshold, tf.uint32)
+    return tf.where(keep, x * tf.cast(1.0 / (1.0 - rate), x.dtype), tf.zeros_like(x))
+
+
+def dropout(x: tf.Tensor, rate: float, key: tf.Tensor) -> tf.Tensor:
+    """Inverted dropout: zeroes each element with probability ``rate``, scales the rest.
+
+    Args:
+      x: float tensor.
+      rate: Python float in [0, 1); 0 returns ``x``.
+      key: uint32 [2] (:func:`seed_key`); the same key gives the same mask.
+    """
+    if not rate:
+        return x
+
+    @tf.custom_gradient
+    def fn(x):
+        # The mask is recomputed from the key for the gradient instead of being stored.
+        return _dropout(x, key, rate), lambda dy: _dropout(dy, key, rate)
+
+    return fn(x)
+
