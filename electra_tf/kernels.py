@@ -2,26 +2,28 @@
 
 Why: outside the matrix products, a training step is chains of element-wise operations, and
 TensorFlow runs each one as its own pass over memory. The exact GELU and its gradient, composed
-from TensorFlow ops, are about eight passes; stateless Philox dropout costs about 5 ns per
-element on the CPU. Together they took 30% of the operator time of an ELECTRA-Small training
-step there (TensorFlow profiler; docs/optimization.md).
+from TensorFlow ops, are about eight passes, and stateless Philox random numbers are slow on the
+CPU. In a TensorFlow profile of an ELECTRA-Small step they were the largest cost after the
+matrix products. ``benchmarks/training_kernels.py`` times each kernel against the ops it
+replaces (docs/models.md, "Training kernels").
 
-Each kernel is a ``tf.custom_gradient`` whose forward and backward are each one XLA-compiled
-function (``jit_compile=True``); the backward recomputes what it needs (the dropout mask) rather
-than keeping it alive. The matrix products stay in TensorFlow's own kernels (oneDNN on CPU):
-compiling the whole step with XLA made them slower there.
+``gelu`` and ``dropout`` are ``tf.custom_gradient``s whose forward and backward are each one
+XLA-compiled function (``jit_compile=True``); the backward recomputes what it needs (the dropout
+mask) rather than keeping it alive. ``uniform`` is one XLA function. The matrix products stay in
+TensorFlow's own kernels (oneDNN on CPU): compiling the whole step with XLA made them slower.
 
 Layers use these kernels only when ``training`` is true. Inference, evaluation and exported
 SavedModels run plain TensorFlow ops, so a model server needs no XLA. For GELU both paths agree
 to float32 rounding (``tests/test_kernels.py``).
 
-Dropout randomness is counter-based: the bits of element ``i`` under the 64-bit key ``(k0, k1)``
-are ``fmix(fmix(i · φ + k0) ^ k1)``, where ``fmix`` is MurmurHash3's 32-bit finalizer (a bijection
-with full avalanche) and ``φ = 0x9E3779B9``. Measured on 2M elements on the CPU, it takes a
-third of the time of TensorFlow's stateless Philox kernel and a sixth of XLA's Philox. The tests check uniformity, bit balance, and independence across
-neighbouring elements and across keys; dropout needs no more than that. Each layer's key comes
-from its seeded, checkpointed stream (``embeddings.SeededDropout``), so masks depend only on the
-config seed, the call count and the replica.
+Randomness is counter-based: the bits of element ``i`` under the 64-bit key ``(k0, k1)`` are
+``fmix(fmix(i · φ + k0) ^ k1)``, where ``fmix`` is MurmurHash3's 32-bit finalizer (a bijection
+with full avalanche) and ``φ = 0x9E3779B9``. It is integer arithmetic, so it gives the same bits
+inside and outside XLA, which TensorFlow's and XLA's Philox kernels do not. The tests check
+uniformity, bit balance, and independence across neighbouring elements and across keys; dropout
+masks and sampling noise need no more than that. Each dropout layer's key comes from its seeded,
+checkpointed stream (``embeddings.SeededDropout``), so masks depend only on the config seed, the
+call count and the replica.
 """
 
 from __future__ import annotations
@@ -73,9 +75,9 @@ def uniform(shape, key: tf.Tensor) -> tf.Tensor:
     """float32 uniform numbers in (0, 1) on a 2**-24 grid, from :func:`random_bits`.
 
     One XLA kernel. Gumbel-max sampling of an ELECTRA-Small batch (32 × 19 × 30,522 numbers)
-    took 77 ms with it on the CPU, against 161 ms with per-example Philox streams under
-    ``tf.map_fn``. Integer arithmetic and an exact conversion: the same numbers with or without
-    XLA.
+    is 1.9× faster with it than with per-example Philox streams under ``tf.map_fn``
+    (``benchmarks/training_kernels.py``, CPU). Integer arithmetic and an exact conversion: the
+    same numbers with or without XLA.
     """
     high = tf.bitwise.right_shift(random_bits(shape, key), tf.constant(8, tf.uint32))
     return (tf.cast(high, tf.float32) + 0.5) * 2.0**-24
