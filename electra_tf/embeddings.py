@@ -7,7 +7,7 @@ model stack (the encoder and the heads import from here):
   initializer or dropout stream, so two builds with the same seed have identical weights and
   identical dropout masks, independent of Keras' global RNG and of layer-name counters.
 * :class:`SeededDropout`, dropout whose stream is a ``keras.random.SeedGenerator`` seeded from
-  :func:`derive_seed`, with the replica id folded in so that replicas of a
+  :func:`derive_seed`, with the replica id mixed in so that replicas of a
   ``MirroredStrategy`` draw different masks (a plain Keras ``Dropout`` under MirroredStrategy
   has one mirrored seed state and therefore drops the *same* positions on every replica).
 """

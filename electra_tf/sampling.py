@@ -35,8 +35,8 @@ def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
     """One stateless seed pair per example.
 
     The pair is ``[seed + stream · 2^32, step · 2^24 + example_index]``: distinct for distinct
-    (seed < 2^32, stream, step < 2^39, example_index < 2^24), and Philox scrambles it into
-    independent streams.
+    (seed < 2^32, stream, step < 2^39, example_index < 2^24), and ``kernels.seed_key`` hashes it
+    into the key of an independent stream.
 
     Args:
       seed: ``config.train.seed``.

@@ -184,7 +184,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     mirrored, mirrored_w = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     accumulated, accumulated_w = run(tf.distribute.OneDeviceStrategy("/cpu:0"), 2)
 
-    # Dropout: one mirrored seed state, but the replica id is folded in.
+    # Dropout: one mirrored seed state, but the replica id is mixed into the key.
     x = tf.ones([2, 64])
     single_drop = SeededDropout(0.5, seed=3)(x, training=True).numpy()
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
