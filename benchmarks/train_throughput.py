@@ -278,8 +278,9 @@ def main(argv=None) -> int:
         print(f"  {run['electra_tf']['sequences_per_second']:.2f} sequences/s")
         if python:
             print(f"repeat {repeat + 1}/{args.repeats}: Model Garden")
-            run["model_garden"] = measure_peer(config, args.steps, python)
-            print(f"  {run['model_garden'].get('sequences_per_second', 0.0):.2f} sequences/s")
+            peer = run["model_garden"] = measure_peer(config, args.steps, python)
+            print(f"  {peer['sequences_per_second']:.2f} sequences/s"
+                  if "sequences_per_second" in peer else f"  {peer['status']}")
         runs.append(run)
     # Measured again after the runs (clocks warmed up, other load gone): the peak is the best.
     peak = max(peak, matmul_peak(compute_dtype, matmul_size))
