@@ -27,16 +27,16 @@ SAMPLING_STREAM = 2
 EVAL_MASKING_STREAM = 3
 EVAL_SAMPLING_STREAM = 4
 
-_EXAMPLE_BITS = 24
-  # example_index < 2**24 (16.7M examples per global batch)
+_EXAMPLE_BITS = 24  # example_index < 2**24 (16.7M examples per global batch)
 
 
 def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
     """One stateless seed pair per example.
 
-    The pair is ``[seed + stream · 2^32, step · 2^24 + example_index]``: distinct for distinct
-    (seed < 2^32, stream, step < 2^39, example_index < 2^24), and ``kernels.seed_key`` hashes it
-    into the key of an independent stream.
+    The pair is ``[seed + stream · 2^32, step · 2^24 + example_index]`` (the second word as the
+    64 bits of an unsigned counter): distinct for distinct (seed < 2^32, stream, step < 2^40,
+    example_index < 2^24). ``kernels.seed_key`` maps the counter to a key bijectively for a given
+    seed and stream, so no two (step, example) pairs of a stream share random numbers.
 
     Args:
       seed: ``config.train.seed``.
@@ -51,8 +51,10 @@ def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
         raise ValueError(f"train.seed={seed} must be within [0, 2**32)")
     example_index = tf.cast(example_index, tf.int64)
     first = tf.fill(tf.shape(example_index), tf.constant(seed + (stream << 32), tf.int64))
-    second = tf.cast(step, tf.int64) * (1 << _EXAMPLE_BITS) + example_index
-    return tf.stack([first, second], axis=1)
+    counter = tf.bitwise.bitwise_or(
+        tf.bitwise.left_shift(tf.cast(step, tf.uint64), tf.constant(_EXAMPLE_BITS, tf.uint64)),
+        tf.cast(example_index, tf.uint64))
+    return tf.stack([first, tf.bitcast(counter, tf.int64)], axis=1)
 
 
 def uniform(seeds: tf.Tensor, shape) -> tf.Tensor:
@@ -73,8 +75,9 @@ def gumbel_max_sample(logits: tf.Tensor, seeds: tf.Tensor, temperature: float = 
     """Samples one id per row of ``softmax(logits / temperature)`` by the Gumbel-max trick.
 
     ``argmax(logits / T + g)`` with ``g = −log(−log u)``, ``u ~ U(0, 1)``, is an exact sample
-    of the softmax (reference ``pretrain_helpers.sample_from_softmax``); ``u`` never reaches 0
-    or 1, so no epsilon is needed.
+    of the softmax (reference ``pretrain_helpers.sample_from_softmax``); ``u`` lies strictly
+    inside (0, 1) by construction (``kernels.unit_interval``), so the noise is always finite and
+    no epsilon is needed.
 
     Args:
       logits: float [batch, positions, vocab].

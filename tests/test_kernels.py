@@ -125,3 +125,52 @@ def test_uniform_is_the_same_inside_and_outside_xla():
     keys = kernels.seed_key(tf.constant([[1, 2], [3, 4]], tf.int64))
     plain = kernels.uniform.python_function(tf.constant([2, 3, 50]), keys)
     np.testing.assert_array_equal(kernels.uniform([2, 3, 50], keys), plain)
+
+
+def test_unit_interval_is_open_at_both_ends_by_construction():
+    # The extreme and near-extreme bit patterns: every float32 result lies strictly inside
+    # (0, 1). The old 24-bit conversion returned exactly 1.0 for the top 2**8 patterns, so the
+    # Gumbel noise −log(−log u) was +inf there.
+    edges = np.array([0, 1, 511, 512, 2**31, 2**32 - 513, 2**32 - 512, 2**32 - 2, 2**32 - 1],
+                     np.uint32)
+    u = kernels.unit_interval(tf.constant(edges)).numpy()
+    assert u.dtype == np.float32
+    assert np.all((u > 0) & (u < 1)), u
+    assert u[-1] == np.float32(1 - 2.0**-24) and u[0] == np.float32(2.0**-24)
+    noise = -np.log(-np.log(u.astype(np.float64)))
+    assert np.all(np.isfinite(noise)) and noise.max() < 17
+    # The grid is exact: 2**23 distinct, evenly spaced values, in the order of the bits.
+    assert np.all(np.diff(kernels.unit_interval(tf.constant(
+        np.arange(0, 2**32, 2**9, dtype=np.uint64).astype(np.uint32)[::4099])).numpy()) > 0)
+
+
+def _random_counters(rng, n):
+    steps = rng.integers(0, 2**40, n, dtype=np.uint64)
+    examples = rng.integers(0, 2**24, n, dtype=np.uint64)
+    return steps, examples
+
+
+def test_seed_keys_never_collide_over_realistic_step_and_example_ranges():
+    from electra_tf import sampling
+    rng = np.random.default_rng(0)
+    # 2**20 random (step < 2**40, example < 2**24) pairs plus whole 256-step blocks at batch 256
+    # (the blocks the old key layout made collide). A key with 32 bits of entropy per stream, as
+    # before, gives ~2**20 · 2**20 / 2**33 ≈ 128 collisions among the random pairs alone.
+    steps, examples = _random_counters(rng, 2**20)
+    block_steps = np.repeat(np.arange(0, 1024, dtype=np.uint64), 256) + np.uint64(2**30)
+    block_examples = np.tile(np.arange(256, dtype=np.uint64), 1024)
+    steps = np.concatenate([steps, block_steps])
+    examples = np.concatenate([examples, block_examples])
+    counters = {(int(s), int(e)) for s, e in zip(steps, examples)}
+    for seed, stream in ((0, sampling.MASKING_STREAM), (2**32 - 1, sampling.SAMPLING_STREAM)):
+        pairs = tf.stack([
+            tf.fill([steps.size], tf.constant(seed + (stream << 32), tf.int64)),
+            tf.bitcast(tf.constant(steps << np.uint64(24) | examples, tf.uint64), tf.int64),
+        ], axis=1)
+        keys = kernels.seed_key(pairs).numpy().astype(np.uint64)
+        packed = keys[:, 0] << np.uint64(32) | keys[:, 1]
+        assert np.unique(packed).size == len(counters)
+        # example_seeds builds the same pairs from (step, example_index).
+        np.testing.assert_array_equal(
+            sampling.example_seeds(seed, stream, tf.constant(int(steps[7]), tf.int64),
+                                   tf.constant([int(examples[7])]))[0], pairs[7])

@@ -74,9 +74,11 @@ def test_step_zero_golden_numbers(run):
         metrics["generator_loss"] + 50 * metrics["discriminator_loss"], rel=1e-6)
     # An untrained generator almost never reproduces the original token.
     assert metrics["replaced_fraction"] == 1.0
-    golden = {"loss": 44.778290, "generator_loss": 10.344530, "discriminator_loss": 0.688675,
-              "discriminator_accuracy": 0.640625, "discriminator_recall": 0.4375,
-              "gradient_norm": 60.814095}
+    # Regenerated when seed keys became injective and uniforms open at 1 (masks and samples
+    # changed); a change here means the step's numbers changed.
+    golden = {"loss": 44.713669, "generator_loss": 10.323595, "discriminator_loss": 0.687801,
+              "discriminator_accuracy": 0.6328125, "discriminator_recall": 0.375,
+              "gradient_norm": 60.488880}
     for key, value in golden.items():
         assert metrics[key] == pytest.approx(value, rel=2e-4), key
 
