@@ -378,6 +378,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _described(split: Split) -> str:
+    """The split's source, and the blank lines skipped, so the file's line count adds up."""
+    blank = split.blank_lines
+    return split.source + (f", {blank} blank line{'s' * (blank > 1)} skipped" if blank else "")
+
+
 def run_finetuning(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: Split,
                    dev: Split, output_dir: str, init_encoder: Optional[ElectraEncoder] = None,
                    init: str = "none", echo: Callable[[str], None] = print) -> FinetuneResult:
@@ -406,8 +412,8 @@ def run_finetuning(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: 
     t = time.time()
     train_features = encode_split(tokenizer, train, ft.seq_length)
     dev_features = encode_split(tokenizer, dev, ft.seq_length)
-    echo(f"fine-tuning on {len(train)} examples ({train.source}), evaluating on {len(dev)} "
-         f"({dev.source}); {task.task_type}"
+    echo(f"fine-tuning on {len(train)} examples ({_described(train)}), evaluating on "
+         f"{len(dev)} ({_described(dev)}); {task.task_type}"
          + (f" over {len(task.labels)} labels" if task.labels else "")
          + f"; tokenized in {time.time() - t:.1f}s")
     runs = []

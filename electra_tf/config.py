@@ -357,6 +357,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML reads seeds=1 as int
+            return str(value)
     raise ConfigError(f"{key}={value!r} has type {type(value).__name__}, expected {_type_name(tp)}")
 
 

@@ -9,7 +9,14 @@ config and the tokenizer; :func:`pretraining_dataset` turns the shards into batc
     example_index                          int32 [batch]  (position in the batch, 0 … batch − 1)
 
 Records in the original ELECTRA format (``input_ids``, ``input_mask``, ``segment_ids``) are
-renamed on parsing, so nothing downstream knows about them.
+renamed on parsing, so nothing downstream knows about them. google-research/electra's
+``build_pretraining_dataset.py`` writes no ``metadata.json``: a directory with neither marker
+and no shards named like ours (``train-00000-of-00004.tfrecord``, which without ``COMPLETED``
+are an unfinished run of our pipeline) is read as such records, with the format and sequence
+length taken from its first record; the tokenizer cannot be verified and a warning says so.
+
+Empty data is refused here, before any training: tf.data would repeat a file list whose files
+hold no record forever, producing nothing and ignoring SIGTERM.
 
 Corrupted shards: TensorFlow's reader reports ``corrupted record at <offset>`` without naming the
 file. :func:`scan_shard` re-reads a shard in Python, checking the TFRecord framing and both CRCs,
@@ -26,6 +33,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import struct
 import zlib
 from typing import Optional
@@ -41,6 +49,8 @@ ORIGINAL_FEATURES = {"token_ids": "input_ids", "segment_ids": "segment_ids",
                      "padding_mask": "input_mask"}
 FORMATS = ("electra_tf", "original")
 COMPRESSIONS = ("", "GZIP")
+# Shard names of pipelines.build_pretraining_data (docs/architecture.md).
+_OUR_SHARD_NAME = re.compile(r"[a-z]+-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?")
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +99,9 @@ def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str 
 
     Args:
       pattern: a glob (``gs://bucket/data/train-*.tfrecord``; any ``tf.io.gfile`` file system)
-        or a data directory, which means its ``split`` shards as listed in ``metadata.json``.
-      seq_length: the config's ``data.seq_length``; must equal the metadata's.
+        or a data directory, which means its ``split`` shards as listed in ``metadata.json``
+        (every file in it for a directory of google-research/electra records).
+      seq_length: the config's ``data.seq_length``; must equal the metadata's (or the records').
       tokenizer: the config's tokenizer; its settings (vocab sha256, casing, special ids) must
         equal the metadata's.
       split: split name used when ``pattern`` is a directory.
@@ -98,16 +109,23 @@ def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str 
         any damage, logging each damaged file, instead of failing when training reaches it.
 
     Raises:
-      DataError: no files; a directory without ``COMPLETED`` or ``metadata.json``; metadata
-        that disagrees with the config (every mismatch is named); mixed formats.
+      DataError: no files; files that hold no record; an unfinished directory (our shards
+        without ``COMPLETED``); metadata or records that disagree with the config (every
+        mismatch is named); mixed formats.
     """
+    where = repr(pattern)
     if tf.io.gfile.isdir(pattern):
-        metadata = read_metadata(pattern)
-        split_info = metadata.get("splits", {}).get(split)
-        if not split_info or "file_pattern" not in split_info:
-            raise DataError(f"{os.path.join(pattern, 'metadata.json')}: no split {split!r} with a "
-                            f"file_pattern (splits: {sorted(metadata.get('splits', {}))})")
-        pattern = os.path.join(pattern, split_info["file_pattern"])
+        if _has_markers(pattern):
+            metadata = read_metadata(pattern)
+            split_info = metadata.get("splits", {}).get(split)
+            if not split_info or "file_pattern" not in split_info:
+                raise DataError(f"{os.path.join(pattern, 'metadata.json')}: no split {split!r} "
+                                f"with a file_pattern (splits: "
+                                f"{sorted(metadata.get('splits', {}))})")
+            where = f"the {split!r} split of {pattern}"
+            pattern = os.path.join(pattern, split_info["file_pattern"])
+        else:
+            pattern = os.path.join(pattern, "*")
     files = tuple(sorted(tf.io.gfile.glob(pattern)))
     if not files:
         raise DataError(f"no files match {pattern!r}")
@@ -120,18 +138,90 @@ def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str 
         by_dir.setdefault(os.path.dirname(f), []).append(f)
     formats, compressions, num_examples = set(), set(), 0
     for directory, dir_files in sorted(by_dir.items()):
-        metadata = read_metadata(directory)
-        check_metadata(metadata, seq_length, tokenizer, os.path.join(directory, "metadata.json"))
-        formats.add(metadata["format"])
-        compressions.add(metadata.get("compression", ""))
-        num_examples += _examples_in(metadata, dir_files)
+        if _has_markers(directory) or any(_OUR_SHARD_NAME.fullmatch(os.path.basename(f))
+                                          for f in dir_files):
+            metadata = read_metadata(directory)
+            check_metadata(metadata, seq_length, tokenizer,
+                           os.path.join(directory, "metadata.json"))
+            formats.add(metadata["format"])
+            compressions.add(metadata.get("compression", ""))
+            num_examples += _examples_in(metadata, dir_files)
+        else:
+            formats.add(_foreign_format(directory, dir_files, seq_length, tokenizer))
+            compressions.add("")  # the reference script does not compress
     if len(formats) > 1 or len(compressions) > 1:
         raise DataError(f"{pattern!r} mixes directories of formats {sorted(formats)} and "
                         f"compressions {sorted(compressions)}; use one kind per run")
     shards = Shards(files, formats.pop(), compressions.pop(), seq_length, num_examples)
     if skip_corrupt:
         shards = _drop_damage(shards)
+    if _first_record(shards.files, shards.compression) is None:
+        raise DataError(f"{where} holds no record ({len(shards.files)} empty file(s): "
+                        f"{shards.files[0]}{', ...' if len(shards.files) > 1 else ''}); build "
+                        "the data from more text (a small corpus can leave a split empty)")
     return shards
+
+
+def _has_markers(directory: str) -> bool:
+    return any(tf.io.gfile.exists(os.path.join(directory, name))
+               for name in ("COMPLETED", "metadata.json"))
+
+
+def _first_record(files, compression: str) -> Optional[tuple[str, bytes]]:
+    """``(file, record)``: the first record of the first of ``files`` that holds one, or None.
+
+    Raises:
+      DataError: that first record is damaged.
+    """
+    for path in files:
+        try:
+            for record in tf.data.TFRecordDataset(path, compression_type=compression).take(1):
+                return path, record.numpy()
+        except tf.errors.DataLossError as e:
+            raise DataError(f"damaged TFRecord shard: {path}: its first record is unreadable "
+                            f"({e.message}). Re-create it, or pass --skip_corrupt to train on "
+                            "the other shards") from None
+    return None
+
+
+def _foreign_format(directory: str, files, seq_length: int, tokenizer: Tokenizer) -> str:
+    """The format of records without ``metadata.json``, judged from the first record.
+
+    google-research/electra's ``build_pretraining_dataset.py`` writes ``input_ids``,
+    ``input_mask`` and ``segment_ids``, each an int64 list of ``max_seq_length`` values, into
+    uncompressed ``pretrain_data.tfrecord-<i>-of-<n>`` files (many of them empty for a small
+    corpus), and records nothing about its vocabulary.
+    """
+    first = _first_record(files, "")
+    if first is None:
+        raise DataError(f"{directory}: its {len(files)} file(s) hold no record")
+    path, record = first
+    try:
+        features = tf.train.Example.FromString(record).features.feature
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError: not a tf.train.Example
+        raise DataError(f"{path}: its first record is not a tf.train.Example ({e})") from None
+    for fmt, keys in (("original", ORIGINAL_FEATURES), ("electra_tf", {k: k for k in FEATURES})):
+        if all(keys[k] in features for k in FEATURES):
+            break
+    else:
+        raise DataError(
+            f"{path}: records with features {sorted(features)}; expected "
+            f"{sorted(ORIGINAL_FEATURES.values())} (google-research/electra) or "
+            f"{sorted(FEATURES)}, or a directory written by pipelines.build_pretraining_data")
+    token_ids = features[keys["token_ids"]].int64_list.value
+    if len(token_ids) != seq_length:
+        raise DataError(f"{path}: records hold {len(token_ids)} tokens ({keys['token_ids']}), "
+                        f"config data.seq_length={seq_length}; pass --set "
+                        f"data.seq_length={len(token_ids)}")
+    if max(token_ids) >= tokenizer.vocab_size:
+        raise DataError(f"{path}: its first record holds token id {max(token_ids)}, but the "
+                        f"vocabulary {tokenizer.vocab_path} has {tokenizer.vocab_size} tokens; "
+                        "set data.vocab_path to the vocabulary the records were made with")
+    logger.warning("%s: no metadata.json, reading its records as %s format (%d tokens each, "
+                   "from %s); the tokenizer cannot be verified: data.vocab_path and "
+                   "data.lower_case must be those the records were made with",
+                   directory, fmt, seq_length, path)
+    return fmt
 
 
 def read_metadata(directory: str) -> dict:
@@ -316,6 +406,12 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
         raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets no "
                         f"file: {len(shards.files)} shards cannot be split across "
                         f"{num_input_pipelines} workers; write at least that many shards")
+    # find_shards saw a record somewhere, but this pipeline's files may all be empty, and
+    # repeating them would spin forever without producing a batch.
+    if _first_record(files, shards.compression) is None:
+        raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets only "
+                        f"empty files ({files[0]}{', ...' if len(files) > 1 else ''}); write "
+                        "fewer, fuller shards")
     readable = dict(shards.readable_records)
     takes = [readable.get(f, -1) for f in files]  # take(-1) reads the whole file
     seed = seed + 1000003 * input_pipeline_id  # distinct order per input pipeline

@@ -9,7 +9,6 @@ the same seed, so the majority-class baseline is 1/3. The same seed gives byte-i
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -61,11 +60,10 @@ def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
     for split, rows in splits.items():
         rng.shuffle(rows)
         paths[split] = os.path.join(output_dir, f"{split}.tsv")
+        # Plain TSV, as electra_tf.tasks reads it (a quote is text): passages are words joined
+        # by single spaces, so they hold no tab or newline that would need escaping.
         with open(paths[split], "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, delimiter="\t", lineterminator="\n",
-                                quoting=csv.QUOTE_MINIMAL)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
+            f.writelines(f"{text}\t{label}\n" for text, label in [("text", "label")] + rows)
     info = {"labels": list(LABELS), "seed": seed, "words_per_passage": words_per_passage,
             "counts": counts}
     with open(os.path.join(output_dir, "task.json"), "w", encoding="utf-8") as f:

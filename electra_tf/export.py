@@ -96,6 +96,8 @@ class ClassifierServingModule(tf.Module):
         return tf.function(serve, input_signature=spec, autograph=False).get_concrete_function()
 
     def _predict(self, text, text_b=None) -> dict[str, tf.Tensor]:
+        text = _checked_batch("text", text)
+        text_b = None if text_b is None else _checked_batch("text_b", text_b)
         inputs = self.tokenizer.encode(text, text_b, seq_length=self.seq_length)
         logits = self.model(inputs, training=False)
         if not self.classification:
@@ -105,6 +107,26 @@ class ClassifierServingModule(tf.Module):
             "label": self.label_table.lookup(tf.argmax(logits, axis=-1)),
             "logits": logits,
         }
+
+
+def _checked_batch(name: str, text: tf.Tensor) -> tf.Tensor:
+    """``text``, after a run-time check that it is a vector (string [batch]).
+
+    The input signature's shape [None] is not enforced when the graph runs: neither
+    ``loaded.signatures["serving_default"]`` nor TF Serving compares a request's shape with it,
+    and a scalar or 2-D request otherwise fails deep in the tokenizer ("Graph execution
+    error ... StringSplitV2: input must be a vector"). Tracing and Grappler both fold
+    ``Rank`` (or ``Size`` of the shape) of a [None] tensor to 1 and drop the check, so the
+    dimensions are counted with ``Where``, whose output length is known only at run time.
+    """
+    dims = tf.shape(text)
+    rank = tf.shape(tf.where(dims >= 0), out_type=tf.int32)[0]
+    check = tf.debugging.Assert(
+        tf.equal(rank, 1),
+        [f"input {name} must be a vector of strings, shape [batch]; got shape",
+         tf.shape(text)], name=f"check_{name}_shape")
+    with tf.control_dependencies([check]):
+        return tf.identity(text)
 
 
 # ---------------------------------------------------------------------------------------------

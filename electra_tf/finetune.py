@@ -17,6 +17,7 @@ weights of the config's model (the baseline every comparison needs).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Optional
@@ -98,7 +99,9 @@ def _run(args) -> tuple[str, Optional[str]]:
     from electra_tf import classifier, tasks
     from electra_tf.tokenizer import tokenizer_from_config
 
-    overrides = list(args.set) + ([f"finetune.seeds={args.seeds}"] if args.seeds else [])
+    # Quoted, so YAML keeps the seeds as typed: bare, "1" would be an int and "010" octal 8.
+    overrides = list(args.set) + ([f"finetune.seeds={json.dumps(args.seeds)}"] if args.seeds
+                                  else [])
     # Data first: a bad file should fail before a model is loaded.
     if args.tfds:
         task, train, dev = tasks.read_tfds_task(

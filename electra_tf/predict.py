@@ -6,12 +6,16 @@ Examples:
   python -m electra_tf.predict --server grpc://localhost:8500 --model_name mytask \\
       --model exports/mytask --input new.tsv --output predicted.tsv
 
-Input: TSV/CSV with a header row, or JSONL; ``--text_column`` (and ``--text_b_column`` for pair
-models) default to the columns the model was fine-tuned on. Output (JSONL, or TSV when the
-output file ends in ``.tsv``): every input column plus ``label`` and the probability of each
-label (``score`` for regression). Empty texts are valid ([CLS] [SEP] only); texts longer than
-the model's sequence length are truncated inside the model. Bad input (missing column, a
-non-string value, an unreachable server) ends with a one-line error and exit status 2.
+Input: TSV/CSV with a header row, or JSONL, read as :mod:`electra_tf.tasks` reads fine-tuning
+files (TSV: one row per line, quotes are text); ``--text_column`` (and ``--text_b_column`` for
+pair models) default to the columns the model was fine-tuned on. Output (JSONL, or TSV when the
+output file ends in ``.tsv``): one row per input row, in order: every input column plus
+``label`` and the probability of each label (``score`` for regression); a blank input line
+gives a row with ``skipped`` set to ``blank line N`` and no prediction. Empty texts are valid
+([CLS] [SEP] only); texts longer than the model's sequence length are truncated inside the
+model. Every row is checked before the first prediction, so bad input (missing column, a row
+with the wrong number of fields, a non-string value, an unreachable server) ends with a
+one-line error, exit status 2 and no output file.
 """
 
 from __future__ import annotations
@@ -78,18 +82,23 @@ def output_rows(outputs: dict[str, np.ndarray], labels: list[str]) -> list[dict]
 
 def predict_texts(export_dir: str, texts: list[str], texts_b: Optional[list[str]] = None,
                   version: Optional[int] = None) -> list[dict]:
-    """Loads an export and predicts ``texts``: one :func:`output_rows` dict per text."""
-    model = LocalModel(export_dir, version)
-    inputs = {"text": list(texts)}
+    """Loads an export and predicts ``texts`` (a list): one :func:`output_rows` dict per text."""
+    inputs = {"text": texts}
     if texts_b is not None:
-        inputs["text_b"] = list(texts_b)
+        inputs["text_b"] = texts_b
+    check_texts(inputs)
+    model = LocalModel(export_dir, version)
     return output_rows(model.predict(inputs), model.metadata.get("labels", []))
 
 
 def predict_file(model, input_path: str, output, text_column: str,
                  text_b_column: Optional[str], labels: list[str], batch_size: int = 64,
-                 output_format: str = "jsonl") -> int:
+                 output_format: str = "jsonl") -> tuple[int, int]:
     """Predicts every row of ``input_path`` with ``model`` and writes them to ``output``.
+
+    The file is read twice: first every row is checked, so that a bad row refuses the file
+    before anything is written, then rows are predicted in batches. Each input row gives one
+    output row, in order; a blank line gives ``{"skipped": "blank line N"}``.
 
     Args:
       model: :class:`LocalModel`, ``RestClient`` or ``GrpcClient``.
@@ -101,44 +110,86 @@ def predict_file(model, input_path: str, output, text_column: str,
       output_format: ``jsonl`` or ``tsv``.
 
     Returns:
-      The number of rows predicted.
+      ``(rows predicted, blank lines marked)``.
     """
-    from electra_tf.tasks import check_columns, read_records, text_value
-
-    columns, rows = read_records(input_path)
-    check_columns(input_path, columns, [text_column] + ([text_b_column] if text_b_column
-                                                         else []))
-    writer = None
-    count = 0
-    batch: list[tuple[int, dict]] = []
+    blank = sum(inputs is None for _, _, inputs in _input_rows(input_path, text_column,
+                                                                  text_b_column))
+    sink = _OutputWriter(output, output_format, blank > 0)
+    predicted = 0
+    batch: list[tuple[int, dict, Optional[dict]]] = []
 
     def flush():
-        nonlocal writer, count
-        inputs = {"text": [text_value(input_path, line, r, text_column) for line, r in batch]}
-        if text_b_column:
-            inputs["text_b"] = [text_value(input_path, line, r, text_b_column)
-                                for line, r in batch]
-        for (_, record), result in zip(batch, output_rows(model.predict(inputs), labels)):
-            if output_format == "jsonl":
-                output.write(json.dumps({**record, **result}, ensure_ascii=False) + "\n")
-                continue
-            flat = {**record, **{k: v for k, v in result.items() if k != "probabilities"}}
-            flat.update({f"p_{k}": f"{v:.6f}" for k, v in result.get("probabilities", {}).items()})
-            if writer is None:
-                writer = csv.DictWriter(output, fieldnames=list(flat), delimiter="\t",
-                                        lineterminator="\n", extrasaction="ignore")
-                writer.writeheader()
-            writer.writerow(flat)
-        count += len(batch)
+        nonlocal predicted
+        rows = [(record, inputs) for _, record, inputs in batch if inputs is not None]
+        results = iter(output_rows(model.predict(
+            {k: [inputs[k] for _, inputs in rows] for k in rows[0][1]}), labels) if rows else [])
+        for line, record, inputs in batch:
+            sink.write({"skipped": f"blank line {line}"} if inputs is None
+                       else {**record, **next(results)})
+        predicted += len(rows)
         batch.clear()
 
-    for line, record in rows:
-        batch.append((line, record))
+    for row in _input_rows(input_path, text_column, text_b_column):
+        batch.append(row)
         if len(batch) == batch_size:
             flush()
     if batch:
         flush()
-    return count
+    sink.close()
+    return predicted, blank
+
+
+def _input_rows(path: str, text_column: str, text_b_column: Optional[str]):
+    """Yields ``(line, record, model inputs)`` per row; inputs are None for a blank line."""
+    from electra_tf.tasks import check_columns, read_records, text_value
+
+    columns, rows = read_records(path)
+    check_columns(path, columns, [text_column] + ([text_b_column] if text_b_column else []))
+    for line, record in rows:
+        if record is None:
+            yield line, {}, None
+            continue
+        inputs = {"text": text_value(path, line, record, text_column)}
+        if text_b_column:
+            inputs["text_b"] = text_value(path, line, record, text_b_column)
+        yield line, record, inputs
+
+
+class _OutputWriter:
+    """Writes output rows as JSONL, or as TSV (probabilities flattened to ``p_LABEL``).
+
+    A TSV header needs the first prediction's columns, so rows for blank lines before it
+    wait; ``skipped`` is a column only when the input has blank lines.
+    """
+
+    def __init__(self, stream, output_format: str, has_blank: bool):
+        self.stream, self.format, self.has_blank = stream, output_format, has_blank
+        self.tsv = None
+        self.waiting: list[dict] = []
+
+    def write(self, row: dict) -> None:
+        if self.format == "jsonl":
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        flat = {k: v for k, v in row.items() if k != "probabilities"}
+        flat.update({f"p_{k}": f"{v:.6f}" for k, v in row.get("probabilities", {}).items()})
+        if self.tsv is None and "skipped" in flat:
+            self.waiting.append(flat)
+        elif self.tsv is None:
+            self._start(list(flat) + ["skipped"] * self.has_blank)
+            self.tsv.writerow(flat)
+        else:
+            self.tsv.writerow(flat)
+
+    def close(self) -> None:
+        if self.tsv is None and self.waiting:  # blank lines only
+            self._start(["skipped"])
+
+    def _start(self, fieldnames: list[str]) -> None:
+        self.tsv = csv.DictWriter(self.stream, fieldnames=fieldnames, delimiter="\t",
+                                  lineterminator="\n", extrasaction="ignore")
+        self.tsv.writeheader()
+        self.tsv.writerows(self.waiting)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,20 +227,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     from electra_tf.tasks import TaskDataError
 
     try:
-        count, destination = _run(args)
+        (count, blank), destination = _run(args)
     except (ServingError, TaskDataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"predicted {count} rows → {destination}", file=sys.stderr)
+    marked = f", marked {blank} blank line{'s' * (blank > 1)}" if blank else ""
+    print(f"predicted {count} rows{marked} → {destination}", file=sys.stderr)
     return 0
 
 
-def _run(args) -> tuple[int, str]:
+def _run(args) -> tuple[tuple[int, int], str]:
     from electra_tf.serving_client import connect
-    from electra_tf.tasks import check_columns, read_records
 
     # The export's metadata (cheap to read) names the inputs and columns, so a bad input file
-    # fails before a model is loaded.
+    # fails (every row is checked) before a model is loaded.
     metadata = export_metadata(version_dir(args.model, args.version)) if args.model else {}
     model = None
     if args.server:
@@ -207,15 +258,29 @@ def _run(args) -> tuple[int, str]:
     text_column = args.text_column or metadata.get("text_column") or "text"
     text_b_column = (args.text_b_column or metadata.get("text_b_column") or "text_b") if pair \
         else None
-    columns, _ = read_records(args.input)
-    check_columns(args.input, columns, [text_column] + ([text_b_column] if pair else []))
+    for _ in _input_rows(args.input, text_column, text_b_column):
+        pass
     model = model or LocalModel(args.model, args.version)
     labels = metadata.get("labels", [])
     fmt = "tsv" if args.output and args.output.endswith(".tsv") else "jsonl"
-    if args.output:
+    if args.output and not os.path.isfile(args.output) and os.path.exists(args.output):
+        # A device or pipe (/dev/stdout): written in place, it cannot be renamed into.
         with open(args.output, "w", encoding="utf-8", newline="") as f:
             count = predict_file(model, args.input, f, text_column, text_b_column, labels,
                                  args.batch_size, fmt)
+        return count, args.output
+    if args.output:
+        # Written aside and renamed when complete: a failure (server gone mid-file) leaves no
+        # output that looks finished.
+        partial = args.output + ".partial"
+        try:
+            with open(partial, "w", encoding="utf-8", newline="") as f:
+                count = predict_file(model, args.input, f, text_column, text_b_column, labels,
+                                     args.batch_size, fmt)
+            os.replace(partial, args.output)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
         return count, args.output
     count = predict_file(model, args.input, sys.stdout, text_column, text_b_column, labels,
                          args.batch_size, fmt)

@@ -4,6 +4,9 @@ Parses flags, builds the config and the strategy, and calls
 :func:`electra_tf.training.run_pretraining`. Rerunning the same command resumes from the latest
 checkpoint in ``--model_dir``.
 
+``model.vocab_size`` is taken from the vocabulary (``data.vocab_path``) unless the config file
+or ``--set`` gives it; a given value that disagrees with the vocabulary is an error.
+
 Exit status: 0 when ``train.num_steps`` is reached, 143 when stopped by SIGTERM after saving a
 checkpoint (rerun to resume), 1 on a data/config/training error, 2 on bad flags.
 """
@@ -14,7 +17,10 @@ import argparse
 import sys
 from typing import Optional
 
-from electra_tf.config import ConfigError, load_config, override_keys
+import yaml
+
+from electra_tf.config import (ConfigError, apply_overrides, load_config, override_keys,
+                               resolve_config_path)
 
 STRATEGIES = ("cpu", "gpu", "mirrored", "multi_worker", "tpu")  # electra_tf.distribute's
 
@@ -54,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sets_vocab_size(config: str, overrides: list[str]) -> bool:
+    """Whether the user chose ``model.vocab_size``: with ``--set`` or in the ``--config`` YAML.
+
+    (No packaged config sets it.) Call after ``load_config`` has accepted both.
+    """
+    if any(item.split("=", 1)[0].strip() == "model.vocab_size" for item in overrides):
+        return True
+    with open(resolve_config_path(config), encoding="utf-8") as f:
+        return "vocab_size" in ((yaml.safe_load(f) or {}).get("model") or {})
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,10 +80,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(str(e))
     # TensorFlow loads only now, so --help and flag errors are instant.
     from electra_tf import data, distribute, training
-    from electra_tf.tokenizer import TokenizerError
+    from electra_tf.tokenizer import TokenizerError, tokenizer_from_config
 
     try:
+        # First: multi_worker's collectives must be set up before TensorFlow runs anything.
         strategy = distribute.make_strategy(args.strategy, args.tpu)
+        if not _sets_vocab_size(args.config, args.set):
+            # One embedding row per vocabulary line, as data.vocab_path alone should say.
+            vocab_size = tokenizer_from_config(config.data).vocab_size
+            config = apply_overrides(config, [f"model.vocab_size={vocab_size}"])
         result = training.run_pretraining(
             config, args.data, args.model_dir, strategy, eval_pattern=args.eval_data,
             init_from=args.init_from, skip_corrupt=args.skip_corrupt)

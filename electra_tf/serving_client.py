@@ -56,7 +56,19 @@ def parse_server(text: str) -> ServerAddress:
 
 
 def check_texts(inputs: dict[str, list]) -> None:
-    """Every input is a list of ``str`` of one common length (names the offending row)."""
+    """Every input is a list of ``str`` of one common length (names the offending row).
+
+    The signature takes string [batch]: a bare string would otherwise be iterated as one
+    text per character, and a nested list (refused by the row check) reach the graph as a 2-D
+    tensor.
+    """
+    for name, values in inputs.items():
+        if isinstance(values, np.ndarray) and values.ndim != 1:
+            raise ServingError(f"input {name!r} has shape {list(values.shape)}; expected a list "
+                               "of strings, shape [batch]")
+        if not isinstance(values, (list, tuple, np.ndarray)):
+            raise ServingError(f"input {name!r} is a {type(values).__name__}; expected a list "
+                               "of strings, shape [batch]")
     lengths = {name: len(values) for name, values in inputs.items()}
     if len(set(lengths.values())) > 1:
         raise ServingError(f"inputs have different lengths: {lengths}")

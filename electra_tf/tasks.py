@@ -5,12 +5,18 @@ training split, sorted, and saved as ``label_map.json``) or regression (float ta
 example has a text and, for pair tasks, a second text (``text_b``), which the tokenizer encodes
 as ``[CLS] a [SEP] b [SEP]``.
 
-File formats, chosen by extension: ``.csv`` (comma separated), ``.jsonl`` (one JSON object per
-line) and anything else tab separated (``.tsv``). CSV and TSV files need a header row and use
-standard CSV quoting: a field that *starts* with ``"`` is quoted (``""`` inside is a literal
-quote), exactly as Python's ``csv`` module and pandas read and write them.
+File formats, chosen by extension: ``.jsonl`` (one JSON object per line), ``.csv`` (comma
+separated) and anything else tab separated (``.tsv``). CSV and TSV files need a header row.
+TSV is one row per line split on tabs, a quote is text (as GLUE's files and the reference's
+``csv.reader(..., quotechar=None)`` read them): ordinary text starting with ``"`` must not join
+rows. CSV uses standard quoting (a field that *starts* with ``"`` runs to the next lone ``"``;
+``""`` inside is a literal quote), read strictly so that a stray quote is an error naming its
+line, not rows silently merged into one. Fields have no length limit: a long text is truncated
+by the tokenizer like any other.
 
-Every error names the file (and line), the column and what was expected.
+Blank lines are not examples: readers yield them as ``(line, None)`` so that fine-tuning counts
+them and predict marks them. Line numbers are physical lines of the file (what an editor
+shows). Every error names the file (and line), the column and what was expected.
 """
 
 from __future__ import annotations
@@ -106,12 +112,15 @@ class Split:
       texts_b: second texts (pair tasks) or None.
       labels: int32 class ids [n] (classification) or float32 targets [n] (regression).
       source: file or ``tfds:NAME[split]``, for messages.
+      blank_lines: blank lines of the file, skipped (so the file's lines add up: header +
+        examples + blank lines).
     """
 
     texts: list[str]
     texts_b: Optional[list[str]]
     labels: np.ndarray
     source: str
+    blank_lines: int = 0
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -120,66 +129,129 @@ class Split:
 # ---------------------------------------------------------------------------------------------
 # Files.
 
-def read_records(path: str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def read_records(path: str) -> tuple[list[str], Iterator[tuple[int, Optional[dict]]]]:
     """Opens a TSV/CSV/JSONL file: its column names and an iterator of ``(line, record)``.
 
     For TSV/CSV the columns come from the header row and each record maps every column to its
     string value; for JSONL each record is the parsed object (the columns are the first
-    object's keys) and the values keep their JSON types.
+    object's keys) and the values keep their JSON types. A blank line gives ``(line, None)``.
+    ``line`` is the physical line where the record starts.
 
     Raises:
-      TaskDataError: the file is missing, empty, has no header, a row with the wrong number of
-        fields, or a line that is not a JSON object.
+      TaskDataError: the file is missing, empty, not UTF-8, has no header, a row with the
+        wrong number of fields, a broken CSV quote, or a line that is not a JSON object.
     """
     if not os.path.isfile(path):
         raise TaskDataError(f"{path}: no such file")
-    rows = _jsonl_rows(path) if path.endswith(".jsonl") else _table_rows(path)
+    if path.endswith(".jsonl"):
+        rows = _jsonl_rows(path)
+    else:
+        rows = _csv_rows(path) if path.endswith(".csv") else _tsv_rows(path)
     # The first item is the column list; the rest stream from the file as they are consumed.
     return next(rows), rows
 
 
-def _table_rows(path: str) -> Iterator:
-    """Yields the header, then ``(line, record)`` for every non-blank row of a TSV/CSV."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="," if path.endswith(".csv") else "\t")
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise TaskDataError(f"{path}: empty file; expected a header row")
-            yield header
-            for row in reader:
-                if not row:  # blank line
-                    continue
-                if len(row) != len(header):
-                    raise TaskDataError(f"{path}:{reader.line_num}: {len(row)} fields, expected "
-                                        f"{len(header)} ({', '.join(header)})")
-                yield reader.line_num, dict(zip(header, row))
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise TaskDataError(f"{path}:{max(reader.line_num, 1)}: unreadable row ({e})") from None
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """Yields ``(line number, text with its line ending)`` for every ``\\n``-terminated line.
+
+    Each line is decoded on its own: a text-mode file decodes ahead in 8 KiB chunks and would
+    blame whichever line was being read for a bad byte further down.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # the byte-order mark Excel writes: not part of the first column
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TaskDataError(f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at "
+                                    f"byte {e.start + 1} of the line); save the file as UTF-8"
+                                    ) from None
+
+
+def _fields_error(path: str, line: int, count: int, header: list[str], extra: str = ""):
+    return TaskDataError(f"{path}:{line}: {count} fields, expected {len(header)} "
+                         f"({', '.join(header)}){extra}")
+
+
+def _tsv_rows(path: str) -> Iterator:
+    """Yields the header, then ``(line, record)`` for every line of a TSV (split on tabs)."""
+    lines = _lines(path)
+    number, text = next(lines, (1, ""))
+    header = _tsv_fields(text)
+    if header == [""]:
+        raise TaskDataError(f"{path}:{number}: no header row (the file or its first line is "
+                            "empty)")
+    yield header
+    for number, text in lines:
+        fields = _tsv_fields(text)
+        if fields == [""]:
+            yield number, None
+        elif len(fields) != len(header):
+            raise _fields_error(path, number, len(fields), header)
+        else:
+            yield number, dict(zip(header, fields))
+
+
+def _tsv_fields(line: str) -> list[str]:
+    return line.removesuffix("\n").removesuffix("\r").split("\t")
+
+
+def _csv_rows(path: str) -> Iterator:
+    """Yields the header, then ``(line, record)`` for every record of a CSV."""
+    # The csv module refuses fields over 128 KiB by default; a long e-mail is a text like any
+    # other (the tokenizer truncates it). The limit is process-wide, so only ever raised.
+    csv.field_size_limit(max(csv.field_size_limit(), 2 ** 31 - 1))
+    # Records can span lines (a quoted newline): ``reader.line_num`` is the last line read, so
+    # a record starts one line after the previous record ended.
+    reader = csv.reader((text for _, text in _lines(path)), strict=True)
+    start = 1
+    try:
+        header = next(reader, [])
+        if not header:
+            raise TaskDataError(f"{path}:1: no header row (the file or its first line is empty)")
+        yield header
+        start = reader.line_num + 1
+        for row in reader:
+            if not row:
+                yield start, None
+            elif len(row) != len(header):
+                extra = (f"; the row runs to line {reader.line_num}: a field that starts with "
+                         '" is quoted up to the next lone "' if reader.line_num > start else "")
+                raise _fields_error(path, start, len(row), header, extra)
+            else:
+                yield start, dict(zip(header, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise TaskDataError(
+            f"{path}:{start}: not valid CSV ({e}, line {reader.line_num}); a field that "
+            'starts with " is quoted up to the next " followed by a comma or the end of the '
+            'line, and "" inside it is a literal quote') from None
 
 
 def _jsonl_rows(path: str) -> Iterator:
-    """Yields the first object's keys, then ``(line, object)`` for every non-blank line."""
+    """Yields the first object's keys, then ``(line, object)`` for every line of a JSONL."""
+    blank = []  # blank lines before the first object, which names the columns
     columns = None
-    with open(path, encoding="utf-8") as f:
-        line_number = 0
+    for number, line in _lines(path):
+        if not line.strip():
+            if columns is None:
+                blank.append(number)
+            else:
+                yield number, None
+            continue
         try:
-            for line_number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TaskDataError(f"{path}:{line_number}: not valid JSON ({e})") from None
-                if not isinstance(record, dict):
-                    raise TaskDataError(f"{path}:{line_number}: expected a JSON object, got "
-                                        f"{type(record).__name__}")
-                if columns is None:
-                    columns = list(record)
-                    yield columns
-                yield line_number, record
-        except UnicodeDecodeError as e:
-            raise TaskDataError(f"{path}:{line_number + 1}: not UTF-8 ({e})") from None
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TaskDataError(f"{path}:{number}: not valid JSON ({e})") from None
+        if not isinstance(record, dict):
+            raise TaskDataError(f"{path}:{number}: expected a JSON object, got "
+                                f"{type(record).__name__}")
+        if columns is None:
+            columns = list(record)
+            yield columns
+            yield from ((b, None) for b in blank)
+        yield number, record
     if columns is None:
         yield []
 
@@ -205,13 +277,17 @@ def text_value(path: str, line: int, record: dict, column: str) -> str:
 
 
 def _read_labelled(path: str, task_type: str, text_column: str, text_b_column: Optional[str],
-                   label_column: str) -> tuple[list[str], Optional[list[str]], list]:
-    """Texts, second texts and raw labels (stripped strings, or floats for regression)."""
+                   label_column: str) -> tuple[list[str], Optional[list[str]], list, int]:
+    """Texts, second texts, raw labels (stripped strings, or floats for regression) and the
+    number of blank lines skipped."""
     header, rows = read_records(path)
     wanted = [text_column] + ([text_b_column] if text_b_column else [])
     check_columns(path, header, wanted + [label_column])
-    texts, texts_b, labels = [], ([] if text_b_column else None), []
+    texts, texts_b, labels, blank = [], ([] if text_b_column else None), [], 0
     for line, record in rows:
+        if record is None:
+            blank += 1
+            continue
         texts.append(text_value(path, line, record, text_column))
         if text_b_column:
             texts_b.append(text_value(path, line, record, text_b_column))
@@ -226,7 +302,7 @@ def _read_labelled(path: str, task_type: str, text_column: str, text_b_column: O
             labels.append(label)
     if not texts:
         raise TaskDataError(f"{path}: no examples after the header row")
-    return texts, texts_b, labels
+    return texts, texts_b, labels, blank
 
 
 def _float_label(path: str, line: int, column: str, raw) -> float:
@@ -274,10 +350,10 @@ def read_file_task(train_path: str, dev_path: str, task_type: str = "classificat
     classes = tuple(sorted(set(train[2]))) if task_type == "classification" else ()
     info = TaskInfo(task_type, classes, text_column, text_b_column, label_column, train_path)
     splits = []
-    for path, (texts, texts_b, raw) in ((train_path, train), (dev_path, dev)):
+    for path, (texts, texts_b, raw, blank) in ((train_path, train), (dev_path, dev)):
         labels = (label_ids(raw, classes, path) if task_type == "classification"
                   else np.asarray(raw, np.float32))
-        splits.append(Split(texts, texts_b, labels, path))
+        splits.append(Split(texts, texts_b, labels, path, blank))
     return info, splits[0], splits[1]
 
 

@@ -41,8 +41,9 @@ import tensorflow as tf
 from electra_tf import config as config_lib
 from electra_tf import data as data_lib
 from electra_tf import distribute
-from electra_tf.config import Config
-from electra_tf.optimization import build_optimizer
+from electra_tf.config import Config, ConfigError
+from electra_tf.monitoring import HealthMonitor
+from electra_tf.optimization import build_optimizer, warmup_steps
 from electra_tf.pretrained import save_pretrained
 from electra_tf.pretrainer import ElectraPretrainer
 from electra_tf.tokenizer import tokenizer_from_config
@@ -112,10 +113,15 @@ def run_pretraining(config: Config, data_pattern: str, model_dir: str,
       skip_corrupt: scan the shards first and train on the readable records of damaged ones.
       echo: receives one console line per log interval and status messages.
 
+    Nothing is written into ``model_dir`` before the data, ``init_from`` and the config have
+    been checked.
+
     Raises:
-      TrainingError: non-finite loss (the last good checkpoint is kept), or a ``model_dir``
-        written with an incompatible config.
-      electra_tf.data.DataError: missing, unfinished, mismatched or damaged data.
+      TrainingError: non-finite loss (the last good checkpoint is kept); a ``model_dir``
+        written with an incompatible config, or with checkpoints but no ``config.yaml``, or not
+        writable; an ``init_from`` without a checkpoint or with another model's.
+      electra_tf.config.ConfigError: ``model.vocab_size`` is not the vocabulary's size.
+      electra_tf.data.DataError: missing, empty, unfinished, mismatched or damaged data.
     """
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.mixed_precision)
@@ -141,6 +147,14 @@ class _Run:
         self.echo = echo if self.chief else (lambda line: None)
         self.global_iterator = distribute.uses_global_iterator(strategy)
         self.tokenizer = tokenizer_from_config(config.data)
+        if config.model.vocab_size != self.tokenizer.vocab_size:
+            # A larger table trains rows no token uses (and starts the generator loss at
+            # ln model.vocab_size); a smaller one fails on the first id past its end.
+            raise ConfigError(
+                f"model.vocab_size={config.model.vocab_size}, but the vocabulary "
+                f"{self.tokenizer.vocab_path} has {self.tokenizer.vocab_size} tokens; set "
+                f"model.vocab_size={self.tokenizer.vocab_size} (python -m electra_tf.pretrain "
+                "takes it from the vocabulary when it is not set)")
         self.batch_size = config.train.batch_size
         if self.batch_size % strategy.num_replicas_in_sync:
             raise TrainingError(
@@ -151,18 +165,22 @@ class _Run:
 
     def train(self, data_pattern, eval_pattern, init_from, skip_corrupt) -> RunResult:
         cfg = self.config
+        # Every input is checked before anything is written into model_dir.
         self.train_shards = data_lib.find_shards(
             data_pattern, cfg.data.seq_length, self.tokenizer, "train", skip_corrupt)
         self.eval_shards = eval_pattern and data_lib.find_shards(
             eval_pattern, cfg.data.seq_length, self.tokenizer, "validation", skip_corrupt)
-        self._check_and_save_config()
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        init_source = None if latest else _init_source(init_from)
+        self._check_config(latest)
         self._build_model()
         iterator = iter(self._train_dataset(resume_step=0)) if self.global_iterator else None
         checkpoint = tf.train.Checkpoint(
             model=model_state(self.pretrainer), optimizer=optimizer_state(self.optimizer),
             seed_generators=self.pretrainer.seed_generator_variables(),
             **({"iterator": iterator} if iterator is not None else {}))
-        resumed_from = self._restore(checkpoint, init_from)
+        resumed_from = self._restore(checkpoint, latest, init_source)
+        self._save_config()
         if iterator is None:
             iterator = iter(self._train_dataset(resume_step=resumed_from))
         manager_dir = self.model_dir if self.chief else tempfile.mkdtemp(prefix="electra_worker_")
@@ -175,14 +193,19 @@ class _Run:
             if not self.chief:
                 shutil.rmtree(manager_dir, ignore_errors=True)
 
-    def _check_and_save_config(self) -> None:
-        """Refuses a model_dir trained with an incompatible config; writes the effective one.
+    def _check_config(self, latest: Optional[str]) -> None:
+        """Refuses a model_dir trained with an incompatible (or unknown) config.
 
         The chief only: other workers could read the file while the chief writes it.
         """
         if not self.chief:
             return
         saved_path = os.path.join(self.model_dir, "config.yaml")
+        if latest and not tf.io.gfile.exists(saved_path):
+            raise TrainingError(
+                f"--model_dir {self.model_dir} has checkpoints ({latest}) but no config.yaml, "
+                "so nothing says which model they hold; put its config.yaml back or use a new "
+                "--model_dir")
         if tf.io.gfile.exists(saved_path):
             saved = _flatten(dataclasses.asdict(config_lib.load_saved_config(self.model_dir)))
             now = _flatten(dataclasses.asdict(self.config))
@@ -194,8 +217,17 @@ class _Run:
                     f"{saved_path} was written by a run with a different config ("
                     + "; ".join(changed) + f"). Only {', '.join(RESUMABLE_CHANGES)} may change "
                     "when resuming; use a new --model_dir (with --init_from to warm-start)")
-        config_lib.save_config(self.config, self.model_dir,
-                               extra={"tokenizer": self.tokenizer.settings()})
+
+    def _save_config(self) -> None:
+        """Writes the effective config into model_dir: its first write (the chief's only)."""
+        if not self.chief:
+            return
+        try:
+            config_lib.save_config(self.config, self.model_dir,
+                                   extra={"tokenizer": self.tokenizer.settings()})
+        except tf.errors.OpError as e:  # a regular file in the path, no permission, ...
+            raise TrainingError(f"--model_dir {self.model_dir}: cannot write there "
+                                f"({e.message})") from None
 
     def _build_model(self) -> None:
         """Creates every variable (model, optimizer slots) inside the strategy scope."""
@@ -238,23 +270,23 @@ class _Run:
                 training=False, num_input_pipelines=ctx.num_input_pipelines,
                 input_pipeline_id=ctx.input_pipeline_id))
 
-    def _restore(self, checkpoint: tf.train.Checkpoint, init_from: Optional[str]) -> int:
-        """Resumes from model_dir's latest checkpoint, else warm-starts from ``init_from``."""
-        latest = tf.train.latest_checkpoint(self.model_dir)
+    def _restore(self, checkpoint: tf.train.Checkpoint, latest: Optional[str],
+                 init_source: Optional[str]) -> int:
+        """Resumes from model_dir's ``latest`` checkpoint, else warm-starts from
+        ``init_source``."""
         if latest:
             checkpoint.restore(latest).assert_existing_objects_matched()
             step = int(self.optimizer.iterations.numpy())
             self.echo(f"resumed from {latest} at step {step}")
             return step
-        if init_from:
-            source = (tf.train.latest_checkpoint(init_from) if tf.io.gfile.isdir(init_from)
-                      else init_from)
-            if not source:
-                raise TrainingError(f"--init_from {init_from}: no checkpoint there (expected a "
-                                    "pre-training model_dir with ckpt-* files)")
-            tf.train.Checkpoint(model=model_state(self.pretrainer)).restore(source) \
-                .expect_partial().assert_existing_objects_matched()
-            self.echo(f"initialized the model from {source} (fresh optimizer, step 0)")
+        if init_source:
+            try:
+                tf.train.Checkpoint(model=model_state(self.pretrainer)).restore(init_source) \
+                    .expect_partial().assert_existing_objects_matched()
+            except (ValueError, AssertionError) as e:  # shapes or names of another model
+                raise TrainingError(f"--init_from {init_source}: does not hold this config's "
+                                    f"model ({str(e).splitlines()[0]})") from None
+            self.echo(f"initialized the model from {init_source} (fresh optimizer, step 0)")
         return 0
 
     # -- the loop -------------------------------------------------------------------------------
@@ -284,10 +316,14 @@ class _Run:
                             "check the data")
                     log.write("train", step, metrics)
                     progress.update(step, metrics)
-                    if self.eval_shards and (step % cfg.eval_every == 0 or step == cfg.num_steps):
-                        eval_metrics = self._evaluate(eval_fn)
-                        log.write("eval", step, eval_metrics)
-                        progress.write_eval(step, eval_metrics)
+                    if (self.eval_shards and not stop
+                            and (step % cfg.eval_every == 0 or step == cfg.num_steps)):
+                        evaluated = self._evaluate(eval_fn, terminate)
+                        stop = evaluated is None
+                        if not stop:
+                            eval_metrics = evaluated
+                            log.write("eval", step, eval_metrics)
+                            progress.write_eval(step, eval_metrics)
                     if step % cfg.checkpoint_every == 0 or step == cfg.num_steps or stop:
                         checkpoint = self._save(manager, step)
                     if stop:
@@ -339,13 +375,17 @@ class _Run:
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             return dict(batch, example_index=batch["example_index"] + replica * per_replica)
 
-        def replica_train(batch, stop):
-            metrics = dict(train_step(with_global_index(batch)))
+        def with_stop_requests(metrics, stop):
             # Every worker learns that one of them got SIGTERM, so they all stop together.
             # (Cast inside the replica: an all-reduce needs a value placed on a replica device.)
-            metrics["stop_requests"] = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, tf.cast(stop, tf.float32))
-            return metrics
+            return {**metrics, "stop_requests": tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(stop, tf.float32))}
+
+        def replica_train(batch, stop):
+            return with_stop_requests(train_step(with_global_index(batch)), stop)
+
+        def replica_eval(batch, stop):
+            return with_stop_requests(test_step(with_global_index(batch)), stop)
 
         def first_replica(outputs):
             # Metrics are global values, identical on every replica.
@@ -358,20 +398,39 @@ class _Run:
             return first_replica(strategy.run(replica_train, (replicate(iterator), stop)))
 
         @tf.function(autograph=False)
-        def eval_fn(iterator):
-            return first_replica(strategy.run(
-                lambda b: test_step(with_global_index(b)), (replicate(iterator),)))
+        def eval_fn(iterator, stop):
+            return first_replica(strategy.run(replica_eval, (replicate(iterator), stop)))
 
         return train_fn, eval_fn
 
-    def _evaluate(self, eval_fn) -> dict:
-        """Means of the evaluation metrics over ``train.eval_steps`` validation batches."""
+    def _evaluate(self, eval_fn, terminate: _TerminationFlag) -> Optional[dict]:
+        """Means of the evaluation metrics over ``train.eval_steps`` validation batches.
+
+        Returns None when SIGTERM arrives first: a long evaluation must not outlast the grace
+        period of a preemption. As in training, the workers agree on it inside each batch.
+        """
         iterator = iter(self._eval_dataset())
         sums: dict[str, float] = {}
         for _ in range(self.config.train.eval_steps):
-            for k, v in eval_fn(iterator).items():
+            outputs = eval_fn(iterator, tf.constant(int(terminate.raised)))
+            if float(outputs.pop("stop_requests")) > 0:
+                return None
+            for k, v in outputs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         return {k: v / self.config.train.eval_steps for k, v in sums.items()}
+
+
+def _init_source(init_from: Optional[str]) -> Optional[str]:
+    """The checkpoint ``--init_from`` names (a model_dir's latest, or a checkpoint prefix)."""
+    if not init_from:
+        return None
+    source = (tf.train.latest_checkpoint(init_from) if tf.io.gfile.isdir(init_from)
+              else init_from)
+    if not source or not tf.io.gfile.exists(source + ".index"):
+        raise TrainingError(f"--init_from {init_from}: no checkpoint there (expected a "
+                            "pre-training model_dir with ckpt-* files, or a checkpoint prefix "
+                            "such as MODEL_DIR/ckpt-1000)")
+    return source
 
 
 def model_state(pretrainer: keras.Model) -> dict:
@@ -470,6 +529,7 @@ class _Progress:
                                if run.chief else tf.summary.create_noop_writer())
         self.train_writer = writer("train")
         self.eval_writer = writer("eval") if run.eval_shards else None
+        self.health = HealthMonitor(warmup_steps(run.config.optimizer, self.num_steps))
 
     def update(self, step: int, metrics: dict) -> None:
         for k, v in metrics.items():
@@ -493,6 +553,8 @@ class _Progress:
             f"step {step:>{len(str(self.num_steps))}}/{self.num_steps} | "
             f"{steps_per_s:.2f} steps/s {steps_per_s * self.tokens_per_step / 1000:.1f}k tok/s | "
             f"ETA {_duration(eta)} | lr {learning_rate:.2e} | {_format_metrics(means)}")
+        for line in self.health.check(step, means):
+            self.run.echo(line)
         self.last = {**means, **rates, "learning_rate": learning_rate}
         self.sums, self.count, self.time = {}, 0, now
 
@@ -513,7 +575,7 @@ _CONSOLE_METRICS = (  # (metric, console label) in reading order
     ("loss", "loss"), ("generator_loss", "gen"), ("generator_accuracy", "gen_acc"),
     ("discriminator_loss", "disc"), ("discriminator_accuracy", "disc_acc"),
     ("discriminator_precision", "P"), ("discriminator_recall", "R"),
-    ("gradient_norm", "|g|"))
+    ("discriminator_auc", "auc"), ("representation_cosine", "cos"), ("gradient_norm", "|g|"))
 
 
 def _format_metrics(metrics: dict) -> str:

@@ -77,7 +77,8 @@ class BuildOptions:
 
 
 def build_pretraining_data(options: BuildOptions, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the pipeline to completion and returns the ``metadata.json`` it wrote.
+    """Runs the pipeline to completion and returns the ``metadata.json`` it wrote; logs a
+    warning for each split left without an example.
 
     Args:
       options: what to build.
@@ -122,7 +123,16 @@ def build_pretraining_data(options: BuildOptions, beam_args: Sequence[str] = ())
                                       beam.pvalue.AsSingleton(totals),
                                       beam.pvalue.AsList(written)))
     with FileSystems.open(os.path.join(options.output_dir, "metadata.json")) as f:
-        return json.loads(f.read().decode("utf-8"))
+        result = json.loads(f.read().decode("utf-8"))
+    for split, info in result["splits"].items():
+        if not info["num_examples"]:
+            # Its shards still exist (a reader finds every shard the metadata names), but
+            # electra_tf.pretrain refuses a split without a record.
+            logger.warning("the %s split of %s is empty (%d shard(s), 0 examples): too little "
+                           "text%s", split, options.output_dir, info["num_shards"],
+                           f" for --validation_fraction={options.validation_fraction}"
+                           if split == "validation" else "")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from electra_tf.demo_task import LABELS, build_demo_task
 
 def _rows(path):
     with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def test_corpus_documents():

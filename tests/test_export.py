@@ -82,9 +82,16 @@ def background(exported):
         "import tensorflow_text  # registers the tokenizer's ops\n"
         "fn = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
         "out = fn(text=tf.constant(json.loads(sys.argv[2])))\n"
+        "refused = []\n"
+        "for bad in (tf.constant('a'), tf.constant([['a', 'b']])):\n"
+        "    try:\n"
+        "        fn(text=bad)\n"
+        "    except tf.errors.InvalidArgumentError as e:\n"
+        "        refused.append(e.message)\n"
         "print(json.dumps({'probabilities': out['probabilities'].numpy().tolist(),\n"
         "                  'logits': out['logits'].numpy().tolist(),\n"
         "                  'label': [l.decode() for l in out['label'].numpy()],\n"
+        "                  'refused': refused,\n"
         "                  'imported': sorted(m for m in sys.modules\n"
         "                                     if m.split('.')[0] == 'electra_tf')}))\n")
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -153,6 +160,9 @@ def test_pair_regression_export(tmp_path):
     score = fn(text=tf.constant(a), text_b=tf.constant(b))["score"].numpy()
     np.testing.assert_allclose(score, _in_memory(config, tokenizer, model, a, b)[:, 0],
                                atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"input text_b must be a vector of strings, shape \[batch\]"):
+        fn(text=tf.constant(["a"]), text_b=tf.constant("b"))
     assert serving.export_metadata(path)["inputs"] == ["text", "text_b"]
 
 
@@ -165,14 +175,29 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "e" / "1")
 
 
-def test_fresh_process_without_electra_tf_matches_in_memory_model(exported, background):
-    served = json.loads(_finish(background["fresh"]).strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def fresh(background) -> dict:
+    """What the fresh process printed (see ``background``)."""
+    return json.loads(_finish(background["fresh"]).strip().splitlines()[-1])
+
+
+def test_fresh_process_without_electra_tf_matches_in_memory_model(exported, fresh):
+    served = fresh
     assert served["imported"] == []
     logits = _in_memory(exported["config"], exported["tokenizer"], exported["model"], TEXTS)
     np.testing.assert_allclose(served["logits"], logits, atol=1e-5)
     np.testing.assert_allclose(served["probabilities"], tf.nn.softmax(logits).numpy(), atol=1e-5)
     labels = ["austen", "moby_dick", "sötu"]
     assert served["label"] == [labels[i] for i in np.argmax(logits, axis=-1)]
+
+
+def test_fresh_process_refuses_scalar_and_2d_requests_naming_the_input(fresh):
+    # The signature's [None] is not enforced at run time (nor by TF Serving): the graph checks
+    # the rank itself, where tracing and Grappler cannot fold the check away.
+    assert len(fresh["refused"]) == 2
+    for message, shape in zip(fresh["refused"], ("[]", "[1 2]")):
+        assert ("assertion failed: [input text must be a vector of strings, shape [batch]; "
+                f"got shape] {shape}") in message, message
 
 
 def test_saved_model_cli_lists_the_signature(background):

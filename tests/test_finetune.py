@@ -64,12 +64,14 @@ def _write(path, text):
 
 
 def test_file_task_reads_tsv_csv_jsonl_and_infers_sorted_labels(tmp_path):
-    train = _write(tmp_path / "train.tsv", 'a\tb\tlabel\n"He said ""hi"""\tx\tpos\nbye\ty\tneg\n')
-    dev = _write(tmp_path / "dev.csv", 'a,b,label\n"one, two",z,neg\n')
+    # TSV: a quote is text. CSV: standard quoting ("" is a literal quote).
+    train = _write(tmp_path / "train.tsv", 'a\tb\tlabel\n"He said "hi"\tx\tpos\nbye\ty\tneg\n')
+    dev = _write(tmp_path / "dev.csv", 'a,b,label\n"one, ""two""",z,neg\n')
     info, tr, dv = tasks.read_file_task(train, dev, text_column="a", text_b_column="b")
     assert info.labels == ("neg", "pos") and info.is_pair and info.num_outputs == 2
-    assert tr.texts == ['He said "hi"', "bye"] and tr.texts_b == ["x", "y"]
-    assert tr.labels.tolist() == [1, 0] and dv.texts == ["one, two"] and dv.labels.tolist() == [0]
+    assert tr.texts == ['"He said "hi"', "bye"] and tr.texts_b == ["x", "y"]
+    assert tr.labels.tolist() == [1, 0] and dv.texts == ['one, "two"']
+    assert dv.labels.tolist() == [0]
     jsonl = _write(tmp_path / "r.jsonl",
                    '{"text": "x", "score": 0.5}\n\n{"text": "y", "score": 2}\n')
     info, tr, _ = tasks.read_file_task(jsonl, jsonl, "regression", label_column="score")
@@ -99,6 +101,59 @@ def test_file_task_errors_name_file_line_and_column(tmp_path):
     one_label = _write(tmp_path / "one.tsv", "text\tlabel\nx\ta\n")
     with pytest.raises(tasks.TaskDataError, match="at least 2 labels"):
         tasks.read_file_task(one_label, one_label)
+
+
+def test_tsv_rows_are_lines_whatever_their_quotes(tmp_path):
+    # Issue: text starting with " made 180 rows into 133 examples, some holding other rows and
+    # their labels; an odd number of such quotes refused the file at its last line.
+    rows = [(('"' if i % 6 == 1 else "") + f"row {i} says hi", f"l{i % 3}") for i in range(180)]
+    rows[7] = ('"' + rows[7][0], rows[7][1])  # now an odd number of quotes
+    lines = ["text\tlabel"] + [f"{t}\t{label}" for t, label in rows]
+    lines.insert(50, "")  # line 51 is blank
+    path = _write(tmp_path / "train.tsv", "\n".join(lines) + "\n")
+    info, train, _ = tasks.read_file_task(path, path)
+    # Lines add up: 1 header + 180 examples + 1 blank = 182.
+    assert len(train) == 180 and train.blank_lines == 1 and len(lines) == 182
+    assert train.texts == [t for t, _ in rows]
+    assert [info.labels[i] for i in train.labels] == [label for _, label in rows]
+    # A 140 kB text (over the csv module's 128 KiB field limit) is read whole, TSV and CSV.
+    long = "spam " * 28_000
+    for name, sep in (("long.tsv", "\t"), ("long.csv", ",")):
+        path = _write(tmp_path / name, f"text{sep}label\n{long}{sep}spam\nshort{sep}ham\n")
+        assert tasks.read_file_task(path, path)[1].texts == [long, "short"]
+    # A UTF-8 byte-order mark (as Excel writes) is not part of the first column's name.
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbftext\tlabel\nx\ta\ny\tb\n")
+    assert tasks.read_file_task(str(bom), str(bom))[1].texts == ["x", "y"]
+
+
+def test_bad_quotes_and_bytes_are_refused_at_their_own_line(tmp_path):
+    cases = {
+        # CSV quoting is strict: a stray quote is refused where its record starts.
+        "stray.csv": ('text,label\nok,a\n"Hello" she said,b\n',
+                      r"stray.csv:3: not valid CSV \(',' expected after '\"', line 3\)"),
+        "unclosed.csv": ('text,label\nok,a\n"never closed,b\nc,a\nd,b\n',
+                         r"unclosed.csv:3: not valid CSV \(unexpected end of data, line 5\)"),
+        "joined.csv": ('text,label\nok,a\n"runs on,b\nto here",a,b\n',
+                       r"joined.csv:3: 3 fields, expected 2 \(text, label\); the row runs to "
+                       r"line 4"),
+        # Physical lines: a legal two-line record does not shift the lines after it.
+        "multiline.csv": ('text,label\n"two\nlines",1\nok,high\n',
+                          r"multiline.csv:4: label 'high' in column 'label' is not a finite"),
+    }
+    # A bad byte on line 6 is reported on line 6 (not where the decoder's chunk began).
+    for name, sep in (("bytes.tsv", "\t"), ("bytes.csv", ","), ("bytes.jsonl", None)):
+        good = [f'{{"text": "x{i}", "label": "{i % 2}"}}' if sep is None else
+                f"x{i}{sep}{i % 2}" for i in range(5)]
+        head = [] if sep is None else [f"text{sep}label"]
+        data = "\n".join(head + good[:5 - len(head)]).encode() + b"\nbad \xff\n"
+        (tmp_path / name).write_bytes(data)
+        cases[name] = (None, rf"{name}:6: not UTF-8 \(byte 0xff at byte 5 of the line\)")
+    for name, (text, message) in cases.items():
+        path = str(tmp_path / name) if text is None else _write(tmp_path / name, text)
+        task_type = "regression" if name == "multiline.csv" else "classification"
+        with pytest.raises(tasks.TaskDataError, match=message):
+            tasks.read_file_task(path, path, task_type)
 
 
 class TinyPairs(tfds.core.GeneratorBasedBuilder):
@@ -216,8 +271,10 @@ def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):
     pretrained = classifier.build_classifier(config, 1, seed=7).encoder
     model_dir = tmp_path / "pretrain_run"
     save_pretrained(str(model_dir / "pretrained"), config, tokenizer, pretrained)
+    # What users have: a text that starts with a quote, a 135 kB e-mail, a blank line.
+    texts = ['"quoted" start', "mail " * 27_000] + [f"example {i}" for i in range(2, 8)]
     train = _write(tmp_path / "train.tsv", "text\tlabel\n" + "".join(
-        f"example {i}\t{i % 2}\n" for i in range(8)))
+        f"{text}\t{i % 2}\n" + "\n" * (i == 3) for i, text in enumerate(texts)))
     # A config whose model differs from the pre-trained one is refused, naming the field.
     rc = finetune.main(["--init", str(model_dir), "--output_dir", str(tmp_path / "bad"),
                         "--config", "debug_tiny", "--set", "model.num_layers=3",
@@ -226,10 +283,13 @@ def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):
     assert "model.num_layers" in capsys.readouterr().err
     # lr 0 for one step: the fine-tuned encoder must equal the pre-trained one.
     out = str(tmp_path / "ft")
+    # One seed, as a user types it (--seeds 1 was refused as "type int, expected str").
+    assert load_config("debug_tiny", ["finetune.seeds=1"]).finetune.seeds == "1"
     rc = finetune.main(["--init", str(model_dir), "--output_dir", out, "--train", train,
-                        "--dev", train, "--set", "finetune.epochs=1",
+                        "--dev", train, "--seeds", "1", "--set", "finetune.epochs=1",
                         "--set", "finetune.batch_size=8", "--set", "finetune.warmup_fraction=1"])
     assert rc == 0
+    assert f"fine-tuning on 8 examples ({train}, 1 blank line skipped)" in capsys.readouterr().out
     _, _, _, model = classifier.load_classifier(out)
     for a, b in zip(model.encoder.trainable_variables, pretrained.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -179,7 +179,7 @@ TEXTS = ["It is a truth universally acknowledged.", "", "Call me Ishmael. " * 80
          "Ünïcödé — 日本語"]
 
 
-def test_local_model_edge_cases(local):
+def test_local_model_edge_cases(local, model_dir):
     out = local.predict({"text": TEXTS})
     assert out["probabilities"].shape == (4, 3) and set(out["label"]) <= set(LABELS)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-6)
@@ -194,6 +194,14 @@ def test_local_model_edge_cases(local):
     with pytest.raises(ServingError, match=r"takes inputs \['text'\], the request has "
                                            r"\['text', 'text_b'\]"):
         local.predict({"text": ["a"], "text_b": ["b"]})
+    # The signature takes string [batch]: a bare string (once predicted per character) and a
+    # 2-D array (once a "Graph execution error") are refused by name, before a model loads.
+    with pytest.raises(ServingError, match=r"^input 'text' is a str; expected a list of "
+                                           r"strings, shape \[batch\]$"):
+        predict.predict_texts(model_dir, "one text")
+    with pytest.raises(ServingError, match=r"^input 'text' has shape \[1, 2\]; expected a list "
+                                           r"of strings, shape \[batch\]$"):
+        local.predict({"text": np.array([["a", "b"]])})
 
 
 def test_predict_cli_tsv_and_jsonl(model_dir, local, tmp_path, capsys):
@@ -218,6 +226,39 @@ def test_predict_cli_tsv_and_jsonl(model_dir, local, tmp_path, capsys):
     assert header.split("\t") == ["id", "passage", "label", "p_austen", "p_moby_dick",
                                   "p_sotu"]
     assert len(lines) == 4 and "predicted 4 rows" in capsys.readouterr().err
+
+
+def test_predict_cli_writes_one_row_per_input_row_or_nothing(model_dir, local, tmp_path,
+                                                            capsys):
+    # Issue: an unclosed quote made 1 prediction for 5 rows, exit 0. TSV quotes are text; blank
+    # lines are marked in place; a bad row refuses the file before anything is written.
+    texts = ["fine", '"unclosed start', "three", "four"]
+    source = tmp_path / "in.tsv"
+    source.write_text("passage\n" + "\n".join(texts[:2] + ["", texts[2], "", texts[3]]) + "\n",
+                      encoding="utf-8")
+    expected = local.predict({"text": texts})["label"].tolist()
+    for output in ("out.jsonl", "out.tsv"):
+        assert predict.main(["--model", model_dir, "--input", str(source), "--output",
+                             str(tmp_path / output), "--batch_size", "2"]) == 0
+        assert "predicted 4 rows, marked 2 blank lines" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r.get("passage") for r in rows] == texts[:2] + [None, texts[2], None, texts[3]]
+    assert [r.get("label") for r in rows] == expected[:2] + [None, expected[2], None, expected[3]]
+    assert rows[2] == {"skipped": "blank line 4"} and rows[4] == {"skipped": "blank line 6"}
+    header, *lines = (tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()
+    assert header.split("\t")[-1] == "skipped" and len(lines) == 6
+    assert lines[2].split("\t")[-1] == "blank line 4"
+    unclosed = tmp_path / "in.csv"
+    unclosed.write_text('passage\nfine\n"unclosed start\nthree\nfour\nfive\n', encoding="utf-8")
+    ragged = tmp_path / "ragged.tsv"
+    ragged.write_text("passage\n" + "ok\n" * 9 + "bad\textra\n", encoding="utf-8")
+    for bad, message in ((unclosed, "in.csv:3: not valid CSV (unexpected end of data"),
+                         (ragged, "ragged.tsv:11: 2 fields, expected 1 (passage)")):
+        output = tmp_path / f"{bad.name}.jsonl"
+        assert predict.main(["--model", model_dir, "--input", str(bad), "--output",
+                             str(output), "--batch_size", "2"]) == 2
+        assert message in capsys.readouterr().err
+        assert not output.exists() and not os.path.exists(f"{output}.partial")
 
 
 def test_predict_cli_bad_input_is_one_clear_line(model_dir, tmp_path, capsys):
@@ -261,6 +302,8 @@ def test_rest_client_against_a_served_savedmodel(rest_server, local, model_dir, 
     # Errors: the client refuses non-strings itself; the server's 400 and 404 become one line.
     with pytest.raises(ServingError, match="row 0: None"):
         client.predict({"text": [None]})
+    with pytest.raises(ServingError, match=r"input 'text' is a str; expected a list"):
+        client.predict({"text": "one text"})
     with pytest.raises(ServingError, match=r"answered HTTP 400: JSON Value: 5 Type: int is not "
                                            r"of expected type: string"):
         client._call(client.base + ":predict", {"instances": [{"text": 5}]})

@@ -145,6 +145,25 @@ def test_sigterm_saves_a_checkpoint_and_stops(reference, data_dir, tmp_path):
     assert read_log(model_dir) == read_log(reference[0])[:4]
 
 
+def test_sigterm_during_evaluation_stops_at_once_with_a_checkpoint(data_dir, tmp_path):
+    """An evaluation far longer than a preemption's grace period is cut short, not finished."""
+    model_dir = str(tmp_path)
+    config = tiny_config("train.log_every=2", "train.eval_every=2", "train.eval_steps=1000")
+
+    def echo(line):  # SIGTERM arrives just before the evaluation at step 2 starts
+        if line.startswith("step  2/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = training.run_pretraining(config, data_dir, model_dir,
+                                       distribute.make_strategy("cpu"), eval_pattern=data_dir,
+                                       echo=echo)
+    assert (stopped.step, stopped.completed, stopped.eval_metrics) == (2, False, {})
+    assert tf.train.latest_checkpoint(model_dir) == stopped.checkpoint == f"{model_dir}/ckpt-2"
+    assert [r["step"] for r in read_log(model_dir)] == [1, 2]
+    assert read_log(model_dir, "eval") == []  # a cut-short evaluation is not logged
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_kill_9_and_restart_reproduces_every_loss(reference, data_dir, tmp_path):
     """The CLI killed right after a checkpoint, restarted: bit-identical per-step metrics."""
     model_dir = str(tmp_path)
