@@ -106,6 +106,11 @@ class ObjectiveConfig:
       generator_weight: weight of the generator MLM loss.
       discriminator_weight: weight of the replaced-token-detection loss (paper: 50).
       temperature: sampling temperature for the generator's replacements.
+      replacements: ``generator`` (ELECTRA) or ``uniform``: replacements drawn uniformly from
+        the vocabulary instead of from the generator (the reference's ``uniform_generator``
+        control; the generator still trains on its MLM loss but does not choose replacements).
+        A discriminator that cannot leave the all-original baseline with uniform replacements
+        has a defect; with them it tells how much the generator's choices matter.
     """
 
     objective: str = "electra"
@@ -116,9 +121,11 @@ class ObjectiveConfig:
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
     temperature: float = 1.0
+    replacements: str = "generator"
 
     def validate(self) -> None:
         _check_choice("objective.objective", self.objective, ("electra", "mlm"))
+        _check_choice("objective.replacements", self.replacements, ("generator", "uniform"))
         for name in ("mask_prob", "mask_token_rate", "random_token_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -45,10 +45,12 @@ from electra_tf.optimization import accumulate_gradients, apply_gradients
 INPUT_KEYS = ("token_ids", "segment_ids", "padding_mask")
 
 # Metrics returned by train_step/test_step (train_step adds "gradient_norm").
+# ``representation_cosine`` is the mean cosine between the backbone's token outputs (the
+# discriminator's, or the MLM encoder's): near 1 means collapsed representations.
 ELECTRA_METRICS = ("loss", "generator_loss", "generator_accuracy", "discriminator_loss",
                    "discriminator_accuracy", "discriminator_precision", "discriminator_recall",
-                   "replaced_fraction")
-MLM_METRICS = ("loss", "generator_loss", "generator_accuracy")
+                   "discriminator_auc", "replaced_fraction", "representation_cosine")
+MLM_METRICS = ("loss", "generator_loss", "generator_accuracy", "representation_cosine")
 
 
 def special_token_ids(tokenizer_or_ids: Any) -> dict[str, int]:
@@ -258,10 +260,16 @@ class ElectraPretrainer(keras.Model):
                **losses.mlm_counts(mlm_logits, batch["labels"], batch["weights"])}
         if self.discriminator is None:
             out["loss"] = self.config.objective.generator_weight * generator_loss
+            out.update(losses.cosine_sums(generator_hidden, batch["padding_mask"]))
             return out
 
-        # 3. Replacements sampled from the generator (Gumbel-max, no gradient).
-        sampled = sampling.gumbel_max_sample(mlm_logits, batch["sample_seeds"],
+        # 3. Replacements sampled from the generator (Gumbel-max, no gradient); or, as the
+        # reference's uniform_generator control, uniformly from the vocabulary (Gumbel-max over
+        # equal logits).
+        sample_logits = mlm_logits
+        if self.config.objective.replacements == "uniform":
+            sample_logits = tf.zeros_like(mlm_logits)
+        sampled = sampling.gumbel_max_sample(sample_logits, batch["sample_seeds"],
                                              self.config.objective.temperature)
         corrupted, is_replaced = sampling.replace_tokens(
             batch["original_ids"], batch["positions"], batch["weights"], sampled)
@@ -278,6 +286,8 @@ class ElectraPretrainer(keras.Model):
                                           self.config.objective.discriminator_weight)
         out.update(losses.rtd_counts(rtd_logits, is_replaced, batch["padding_mask"],
                                      batch["weights"], batch["positions"]))
+        out.update(losses.rtd_histograms(rtd_logits, is_replaced, batch["padding_mask"]))
+        out.update(losses.cosine_sums(discriminator_hidden, batch["padding_mask"]))
         return out
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -339,11 +349,17 @@ class ElectraPretrainer(keras.Model):
 
     def _global_metrics(self, sums: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Global metric values from this replica's loss shares and counts."""
+        # One all-reduce for every sum (scalars, the cosine sum vector, the AUC histograms).
         keys = sorted(sums)
-        total = dict(zip(keys, tf.unstack(_all_reduce_sum(tf.stack([sums[k] for k in keys])))))
+        sizes = [sums[k].shape.num_elements() for k in keys]  # static: scalars, [H], [bins]
+        flat = _all_reduce_sum(tf.concat([tf.reshape(sums[k], [-1]) for k in keys], axis=0))
+        total = {k: tf.reshape(part, sums[k].shape)
+                 for k, part in zip(keys, tf.split(flat, sizes))}
         metrics = {"loss": total["loss"], "generator_loss": total["generator_loss"],
                    "generator_accuracy": losses.safe_ratio(total["generator_correct"],
-                                                           total["predictions"])}
+                                                           total["predictions"]),
+                   "representation_cosine": losses.mean_cosine(total["unit_sum"],
+                                                                total["unit_count"])}
         if self.discriminator is not None:
             metrics.update({
                 "discriminator_loss": total["discriminator_loss"],
@@ -353,6 +369,8 @@ class ElectraPretrainer(keras.Model):
                                                              total["predicted_positives"]),
                 "discriminator_recall": losses.safe_ratio(total["true_positives"],
                                                           total["actual_positives"]),
+                "discriminator_auc": losses.auc_from_histograms(total["replaced_histogram"],
+                                                                total["original_histogram"]),
                 "replaced_fraction": losses.safe_ratio(total["replaced_at_masked"],
                                                        total["predictions"]),
             })

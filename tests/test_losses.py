@@ -68,3 +68,46 @@ def test_rtd_counts_precision_recall_and_replaced_at_masked():
                       "replaced_at_masked": 2.0}
     np.testing.assert_allclose(losses.safe_ratio(counts["true_positives"],
                                                  counts["predicted_positives"]), 2 / 3)
+
+
+def test_auc_from_histograms_matches_pairwise_counting():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 50)).astype(np.float32)
+    labels = (rng.random((4, 50)) < 0.2).astype(np.int32)
+    logits += 1.5 * labels  # replaced tokens score higher, imperfectly
+    mask = np.ones((4, 50), np.int32)
+    mask[:, 45:] = 0
+    h = losses.rtd_histograms(tf.constant(logits), tf.constant(labels), tf.constant(mask))
+    auc = float(losses.auc_from_histograms(h["replaced_histogram"], h["original_histogram"]))
+    pos = logits[(labels == 1) & (mask == 1)]
+    neg = logits[(labels == 0) & (mask == 1)]
+    exact = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
+        pos.size * neg.size)
+    assert abs(auc - exact) < 0.01 and 0.75 < exact < 0.95
+    # Histograms add: two halves give the AUC of the whole.
+    halves = [losses.rtd_histograms(tf.constant(logits[i:i + 2]), tf.constant(labels[i:i + 2]),
+                                    tf.constant(mask[i:i + 2])) for i in (0, 2)]
+    summed = {k: halves[0][k] + halves[1][k] for k in h}
+    assert float(losses.auc_from_histograms(**{
+        "replaced": summed["replaced_histogram"], "original": summed["original_histogram"]})) == auc
+    # The all-original baseline (one score for every token) and an empty class.
+    same = losses.rtd_histograms(tf.zeros([4, 50]), tf.constant(labels), tf.constant(mask))
+    assert float(losses.auc_from_histograms(same["replaced_histogram"],
+                                            same["original_histogram"])) == 0.5
+    none = losses.rtd_histograms(tf.zeros([4, 50]), tf.zeros([4, 50], tf.int32), tf.constant(mask))
+    assert float(losses.auc_from_histograms(none["replaced_histogram"],
+                                            none["original_histogram"])) == 0.0
+
+
+def test_mean_cosine_of_token_outputs():
+    # Two sequences, padding ignored: identical outputs give 1, orthogonal ones 0.
+    same = tf.constant([[[1.0, 2.0], [2.0, 4.0], [9.0, 9.0]], [[0.5, 1.0], [3.0, 6.0], [0, 0]]])
+    mask = tf.constant([[1, 1, 0], [1, 1, 0]])
+    assert float(losses.mean_cosine(**losses.cosine_sums(same, mask))) == pytest.approx(1.0)
+    basis = tf.eye(4)[tf.newaxis]  # four orthogonal tokens
+    assert float(losses.mean_cosine(**losses.cosine_sums(basis, tf.ones([1, 4])))) == \
+        pytest.approx(0.0, abs=1e-7)
+    # Hand-checkable: tokens (1, 0), (0, 1), (1, 1)/√2: pairs 0, 1/√2, 1/√2 → mean √2/3.
+    three = tf.constant([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    assert float(losses.mean_cosine(**losses.cosine_sums(three, tf.ones([1, 3])))) == \
+        pytest.approx(math.sqrt(2) / 3, rel=1e-6)
