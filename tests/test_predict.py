@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import urllib.request
 from concurrent import futures
@@ -226,6 +227,16 @@ def test_predict_cli_tsv_and_jsonl(model_dir, local, tmp_path, capsys):
     assert header.split("\t") == ["id", "passage", "label", "p_austen", "p_moby_dick",
                                   "p_sotu"]
     assert len(lines) == 4 and "predicted 4 rows" in capsys.readouterr().err
+    # A pipe or device (/dev/stdout) is written in place, not replaced by a renamed file.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text(encoding="utf-8")))
+    reader.start()
+    assert predict.main(["--model", model_dir, "--input", str(source), "--output",
+                         str(pipe)]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and len(received[0].splitlines()) == 4
 
 
 def test_predict_cli_writes_one_row_per_input_row_or_nothing(model_dir, local, tmp_path,
