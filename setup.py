@@ -40,7 +40,8 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # matplotlib draws the validation and ablation plots (benchmarks/).
+        "test": ["pytest>=8", "matplotlib>=3.7"],
         "serving": [f"tensorflow-serving-api=={TF_FAMILY}"],
         "convert": ["safetensors>=0.4"],
         # Only for side-by-side comparisons in benchmarks/; built on tf_keras (Keras 2) and

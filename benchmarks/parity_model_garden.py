@@ -8,7 +8,7 @@ within ``LOSS_TOLERANCE`` (absolute), each variable's gradient within ``GRADIENT
 relative to that variable's largest peer gradient entry. Intermediate activations (embeddings,
 every layer, MLM logits, RTD logits) are compared too, so a disagreement says where it starts.
 
-What is made equal for this test (Model Garden differs by design; docs/validation_parity.md):
+What is made equal for this test (Model Garden differs by design; docs/validation.md):
 
 * **Embedding sharing.** Model Garden ties only the word-embedding table: the generator and the
   discriminator network each have their own position and segment tables and embedding

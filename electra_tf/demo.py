@@ -163,6 +163,10 @@ def main(argv=None) -> None:
                        f"hidden {config.model.hidden_size}, generator "
                        f"{config.generator_model.hidden_size}; {config.train.num_steps} steps "
                        f"of {config.train.batch_size} sequences)")
+    if config.objective.temperature != 1.0:
+        print(f"  replacements are sampled at temperature {config.objective.temperature:g}, not "
+              "the paper's 1: at temperature 1 a model this small returns to the all-original "
+              "baseline once its generator has learned word frequencies (docs/validation.md)")
     model_dir = pretrain(out, data_dir, config)
     print(f"  → {model_dir} (TensorBoard: tensorboard --logdir {model_dir}) "
           f"({time.time() - t:.0f}s)")
