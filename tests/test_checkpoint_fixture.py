@@ -15,11 +15,11 @@ import os
 import pytest
 import tensorflow as tf
 
-from electra_tf import training
-from electra_tf.config import load_saved_config
-from electra_tf.optimization import build_optimizer
-from electra_tf.pretrainer import ElectraPretrainer
+from electra_tf.config_io import load_saved_config
+from electra_tf.objective.pretrainer import ElectraPretrainer
 from electra_tf.tokenizer import Tokenizer
+from electra_tf.training import checkpointing
+from electra_tf.training.optimization import build_optimizer
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_fixture")
 
@@ -40,8 +40,8 @@ def test_checkpoint_of_earlier_code_restores_and_continues_identically(tmp_path)
     optimizer = build_optimizer(config.optimizer, config.train.num_steps, pretrainer)
     pretrainer.compile(optimizer=optimizer)
     seed_generators = pretrainer.seed_generator_variables()
-    checkpoint = tf.train.Checkpoint(model=training.model_state(pretrainer),
-                                     optimizer=training.optimizer_state(optimizer),
+    checkpoint = tf.train.Checkpoint(model=checkpointing.model_state(pretrainer),
+                                     optimizer=checkpointing.optimizer_state(optimizer),
                                      seed_generators=seed_generators)
     checkpoint.restore(os.path.join(FIXTURE, recorded["checkpoint"])) \
         .expect_partial().assert_existing_objects_matched()  # all but the data iterator

@@ -9,15 +9,16 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras_config_helper import assert_config_round_trip
 
-from electra_tf.config import load_config
-from electra_tf.embeddings import ElectraEmbeddings, SeededDropout, derive_seed
-from electra_tf.encoder import ElectraEncoder, TransformerLayer
-from electra_tf.heads import ClassificationHead, MaskedLMHead, ReplacedTokenHead
-from electra_tf.pretrained import load_generator, load_pretrained, save_pretrained
-from electra_tf.pretrainer import ElectraPretrainer, MaskedLanguageModel
-from electra_tf.tokenizer import Tokenizer, TokenizerError
+from electra_tf.config_io import load_config
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.encoder import ElectraEncoder, TransformerLayer
+from electra_tf.models.heads import (ClassificationHead, MaskedLanguageModel, MaskedLMHead,
+                                     ReplacedTokenHead)
+from electra_tf.models.layers import SeededDropout, derive_seed
+from electra_tf.models.pretrained import load_generator, load_pretrained, save_pretrained
+from electra_tf.objective.pretrainer import ElectraPretrainer
+from electra_tf.tokenizer import TokenizerError
 
 CONFIG = load_config("debug_tiny")
 SPECIAL = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
@@ -31,11 +32,6 @@ def _inputs(ids):
 
 INPUTS = _inputs([[101, 7592, 2088, 1010, 102, 0, 0, 0],
                   [101, 2023, 2003, 102, 1037, 3231, 102, 0]])
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +170,7 @@ def test_dropout_is_deterministic_and_rejects_bad_rates():
         SeededDropout(1.0, seed=1)
 
 
-def test_every_layer_and_model_round_trips_its_config(pretrainer):
+def test_every_layer_and_model_round_trips_its_config(pretrainer, assert_config_round_trip):
     embeddings = ElectraEmbeddings(CONFIG.model, seed=2)
     for obj in (SeededDropout(0.1, seed=4), embeddings, TransformerLayer(CONFIG.model, seed=3),
                 ElectraEncoder(CONFIG.model, seed=9),

@@ -1,7 +1,7 @@
 """HealthMonitor: warns once when the discriminator sits at the baseline or representations
 collapse after warm-up, and once when it clears."""
 
-from electra_tf.monitoring import HealthMonitor
+from electra_tf.training.monitoring import HealthMonitor
 
 HEALTHY = {"discriminator_auc": 0.9, "representation_cosine": 0.4}
 

@@ -1,13 +1,14 @@
 """Generate tests/data/checkpoint_fixture/ (a pre-training checkpoint and its next losses).
 
-The fixture pins the checkpoint format: object names (``model/generator/layer_0/query/kernel``,
+The fixture pins the checkpoint format: object names (``model/generator/layer_0/query/_kernel``,
 ``optimizer/<variable path>_m``, ``seed_generators/<state path>``), Keras variable paths and the
-numbers a restored run goes on with. It was written by the code at commit cb62a8a (before the
-modules moved into subpackages); ``tests/test_checkpoint_fixture.py`` restores it into a freshly
-built model and checks that the next two steps give the recorded losses. Regenerate it only
-when the checkpoint format changes on purpose (old checkpoints then no longer resume).
+numbers a restored run goes on with. The committed fixture was written by the code at commit
+cb62a8a, before the modules moved into subpackages (this script then imported them from their
+old places); ``tests/test_checkpoint_fixture.py`` restores it into a freshly built model and
+checks that the next two steps give the recorded losses. Regenerate it only when the checkpoint
+format changes on purpose (old checkpoints then no longer resume).
 
-What it holds (about 300 KB):
+What it holds (about 350 KB):
 
 * ``vocab.txt``: a 512-token vocabulary (the five special tokens and the 507 most frequent
   WordPiece tokens of the first 400 Moby-Dick lines under the packaged BERT vocabulary, by
@@ -15,7 +16,8 @@ What it holds (about 300 KB):
 * ``config.yaml``: the effective config the loop wrote (``debug_tiny`` with one layer, the
   vocabulary above, 4 steps, a checkpoint every 2);
 * ``ckpt-2.index``, ``ckpt-2.data-00000-of-00001``: the loop's checkpoint after step 2
-  (model, optimizer, seed generators and the data iterator: ``training.CHECKPOINT_KEYS``);
+  (model, optimizer, seed generators and the data iterator:
+  ``electra_tf.training.checkpointing.CHECKPOINT_KEYS``);
 * ``next_steps.json``: a batch of 8 examples (the first 8 of the training data, in order,
   with ``example_index`` 0-7) and the ``loss`` of two ``train_step`` calls on it after the
   checkpoint is restored into a fresh ``ElectraPretrainer`` (step 3, then step 4, which also
@@ -45,12 +47,13 @@ sys.path.insert(0, _ROOT)
 import tensorflow as tf  # noqa: E402
 
 from electra_tf import corpus  # noqa: E402
-from electra_tf.config import load_config, load_saved_config  # noqa: E402
-from electra_tf.distribute import make_strategy  # noqa: E402
-from electra_tf.optimization import build_optimizer  # noqa: E402
-from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
+from electra_tf.config_io import load_config, load_saved_config  # noqa: E402
+from electra_tf.objective.pretrainer import ElectraPretrainer  # noqa: E402
 from electra_tf.tokenizer import SPECIAL_TOKENS, Tokenizer  # noqa: E402
-from electra_tf.training import model_state, optimizer_state, run_pretraining  # noqa: E402
+from electra_tf.training.checkpointing import model_state, optimizer_state  # noqa: E402
+from electra_tf.training.distribute import make_strategy  # noqa: E402
+from electra_tf.training.loop import run_pretraining  # noqa: E402
+from electra_tf.training.optimization import build_optimizer  # noqa: E402
 
 DEFAULT_OUT = os.path.join(_HERE, "checkpoint_fixture")
 VOCAB_SIZE = 512
