@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from electra_tf.config_io import load_config
@@ -181,6 +183,30 @@ def test_every_layer_and_model_round_trips_its_config(pretrainer, assert_config_
         assert_config_round_trip(obj)
     clone = assert_config_round_trip(ElectraEncoder(CONFIG.model, seed=9))
     np.testing.assert_array_equal(clone(INPUTS), ElectraEncoder(CONFIG.model, seed=9)(INPUTS))
+
+
+def test_generator_and_discriminator_share_one_table_after_a_config_round_trip(
+        pretrainer, tmp_path, tokenizer):
+    # Each encoder's and the MLM head's config holds the embeddings' config again: rebuilt
+    # from its config, the pretrainer must still have one embedding layer, one word table and
+    # the variable paths (checkpoint names) of the original.
+    clone = keras.saving.deserialize_keras_object(
+        json.loads(json.dumps(keras.saving.serialize_keras_object(pretrainer))))
+    assert isinstance(clone, ElectraPretrainer)
+    assert clone.generator.embeddings is clone.embeddings is clone.discriminator.embeddings
+    table = clone.embeddings.word_embeddings
+    assert clone.mlm_head.embeddings.word_embeddings is table
+    assert sum(v is table for v in clone.trainable_variables) == 1
+    assert [v.path for v in clone.variables] == [v.path for v in pretrainer.variables]
+    # The saved generator (encoder + MLM head) shares the table it was saved with.
+    save_pretrained(str(tmp_path), CONFIG, tokenizer, pretrainer.backbone,
+                    pretrainer.masked_language_model())
+    generator = load_generator(str(tmp_path))
+    assert generator.encoder.embeddings is generator.head.embeddings
+    table = generator.head.embeddings.word_embeddings
+    assert sum(v is table for v in generator.trainable_variables) == 1
+    assert len(generator.trainable_variables) == len(
+        pretrainer.masked_language_model().trainable_variables)
 
 
 def test_classification_head():
