@@ -170,7 +170,7 @@ class ElectraEncoder(keras.Model):
       sequence output [batch, seq, hidden_size].
 
     Example:
-      >>> from electra_tf.config import load_config
+      >>> from electra_tf.config_io import load_config
       >>> cfg = load_config("debug_tiny")
       >>> encoder = ElectraEncoder(cfg.model, seed=1)
       >>> ids = tf.constant([[101, 7592, 102, 0]])
