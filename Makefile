@@ -17,7 +17,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m electra_tf.demo --output_dir $(DEMO_DIR)
+	PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m examples.demo --output_dir $(DEMO_DIR)
 
 # pytest exits 5 when it collects no tests: that is a failure here too.
 test: $(STAMP)

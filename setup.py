@@ -14,7 +14,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["electra_tf", "pipelines"],
+    # Listed, not found: a new subpackage is a decision (tests/test_package.py checks the list,
+    # tools/check_install.sh installs it).
+    packages=["electra_tf", "electra_tf.finetuning", "electra_tf.models", "electra_tf.objective",
+              "electra_tf.serving", "electra_tf.training", "pipelines"],
     package_data={
         "electra_tf": [
             "configs/*.yaml",

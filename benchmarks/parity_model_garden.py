@@ -222,8 +222,8 @@ def run_ours(config, directory: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from electra_tf import sampling
-    from electra_tf.pretrainer import ElectraPretrainer
+    from electra_tf.objective import sampling
+    from electra_tf.objective.pretrainer import ElectraPretrainer
     from electra_tf.tokenizer import Tokenizer
 
     if config.objective.replacements != "generator":
@@ -342,7 +342,7 @@ def run_peer(directory: str) -> dict:
     from official.nlp.modeling.models import electra_pretrainer
     from official.nlp.tasks import electra_task
 
-    from electra_tf import sampling  # TensorFlow only: no Keras 3 in this process
+    from electra_tf.objective import sampling  # TensorFlow only: no Keras 3 in this process
 
     # Started before our side runs, so the two processes' imports overlap; our side writes
     # the inputs meanwhile and then sends a line.
@@ -539,7 +539,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from electra_tf.config import load_config, to_dict
+    from electra_tf.config import to_dict
+    from electra_tf.config_io import load_config
 
     config = load_config("debug_tiny", OVERRIDES)
     spec = model_spec(config)

@@ -28,10 +28,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
-from electra_tf import classifier, corpus, export
-from electra_tf.config import load_config
-from electra_tf.serving import export_metadata, version_dir
-from electra_tf.tasks import TaskInfo
+from electra_tf import corpus
+from electra_tf.config_io import load_config
+from electra_tf.finetuning import classifier
+from electra_tf.finetuning.tasks import TaskInfo
+from electra_tf.serving import export
+from electra_tf.serving.layout import export_metadata, version_dir
 from electra_tf.tokenizer import tokenizer_from_config
 
 BATCH_SIZES = (1, 32)

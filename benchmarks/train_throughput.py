@@ -3,7 +3,7 @@
 Measures, in one run on one machine:
 
 1. the matmul peak: the best of several large ``tf.matmul`` products in the compute dtype;
-2. electra_tf: ``electra_tf.training.run_pretraining`` on synthetic TFRecords (full-length
+2. electra_tf: ``electra_tf.training.loop.run_pretraining`` on synthetic TFRecords (full-length
    sequences), ``2 × --steps`` steps; the second log interval (after tracing and warm-up) gives
    sequences/s; model FLOP utilisation (MFU) = model FLOPs/s ÷ the matmul peak;
 3. the peer, TF Model Garden's ``ElectraPretrainer`` (tf-models-official, on tf_keras), built as
@@ -81,8 +81,8 @@ def write_synthetic_data(directory: str, seq_length: int, count: int = 256) -> N
     import numpy as np
     import tensorflow as tf
 
-    from electra_tf import data
     from electra_tf.tokenizer import Tokenizer
+    from electra_tf.training import input as input_lib
 
     tokenizer = Tokenizer()
     rng = np.random.default_rng(0)
@@ -105,21 +105,21 @@ def write_synthetic_data(directory: str, seq_length: int, count: int = 256) -> N
     with open(os.path.join(directory, "metadata.json"), "w") as f:
         json.dump(metadata, f)
     open(os.path.join(directory, "COMPLETED"), "w").close()
-    assert data.find_shards(directory, seq_length, tokenizer).num_examples == count
+    assert input_lib.find_shards(directory, seq_length, tokenizer).num_examples == count
 
 
 def measure_electra_tf(config, steps: int, strategy_name: str) -> dict:
     """Sequences/s of the training loop over ``steps`` steps after ``steps`` warm-up steps."""
-    from electra_tf import config as config_lib
-    from electra_tf import distribute, training
+    from electra_tf import config_io
+    from electra_tf.training import distribute, loop
 
-    config = config_lib.apply_overrides(config, [
+    config = config_io.apply_overrides(config, [
         f"train.num_steps={2 * steps}", f"train.log_every={steps}",
         f"train.checkpoint_every={10 * steps}"])
     with tempfile.TemporaryDirectory() as work:
         os.makedirs(os.path.join(work, "data"))
         write_synthetic_data(os.path.join(work, "data"), config.data.seq_length)
-        result = training.run_pretraining(
+        result = loop.run_pretraining(
             config, os.path.join(work, "data"), os.path.join(work, "run"),
             distribute.make_strategy(strategy_name), echo=lambda line: print("  " + line))
     rate = result.train_metrics["throughput/sequences_per_second"]
@@ -254,7 +254,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from electra_tf.config import load_config, to_dict
+    from electra_tf.config import to_dict
+    from electra_tf.config_io import load_config
 
     config = load_config(args.config, ["train.batch_size=32", "data.seq_length=128",
                                        *args.set])

@@ -1,4 +1,4 @@
-"""The training kernels of ``electra_tf.kernels`` against the plain TensorFlow ops they replace.
+"""The training kernels of ``electra_tf.models.kernels`` against the plain TensorFlow ops they replace.
 
 Shapes of one ELECTRA-Small step at batch 32 × seq 128: the discriminator's GELU input
 [32, 128, 1024], its attention probabilities [32, 4, 128, 128] (dropout), and the generator's
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from electra_tf import kernels
+    from electra_tf.models import kernels
 
     def forward_backward(fn, x):
         @tf.function

@@ -22,7 +22,9 @@ import os
 import sys
 from typing import Optional
 
-from electra_tf.config import Config, ConfigError, load_config, override_keys
+from electra_tf.config import Config, ConfigError
+from electra_tf.config_io import load_config, override_keys
+
 
 def check_same_model(config: Config, pretrained: Config, where: str) -> None:
     """The fine-tuning config must describe the pre-trained network (names each difference)."""
@@ -81,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.tfds and not (args.train and args.dev):
         print("error: --train and --dev are both required for file data", file=sys.stderr)
         return 2
-    from electra_tf.tasks import TaskDataError
+    from electra_tf.finetuning.files import TaskDataError
     from electra_tf.tokenizer import TokenizerError
 
     try:
@@ -96,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _run(args) -> tuple[str, Optional[str]]:
     """Returns the best run's directory and the export's version directory (or None)."""
     # Heavy imports after argument parsing so that --help is instant.
-    from electra_tf import classifier, tasks
+    from electra_tf.finetuning import loop, tasks
     from electra_tf.tokenizer import tokenizer_from_config
 
     # Quoted, so YAML keeps the seeds as typed: bare, "1" would be an int and "010" octal 8.
@@ -116,16 +118,16 @@ def _run(args) -> tuple[str, Optional[str]]:
         config = load_config(args.config, overrides)
         tokenizer = tokenizer_from_config(config.data)
     else:
-        from electra_tf.pretrained import load_pretrained, resolve_pretrained_dir
+        from electra_tf.models.pretrained import load_pretrained, resolve_pretrained_dir
 
         init = resolve_pretrained_dir(args.init)
         pretrained_config, tokenizer, encoder = load_pretrained(init)
         config = load_config(args.config or os.path.join(init, "config.yaml"), overrides)
         check_same_model(config, pretrained_config, init)
-    result = classifier.run_finetuning(config, tokenizer, task, train, dev, args.output_dir,
-                                       encoder, init)
+    result = loop.run_finetuning(config, tokenizer, task, train, dev, args.output_dir, encoder,
+                                 init)
     if args.export_dir:
-        from electra_tf.export import export_classifier
+        from electra_tf.serving.export import export_classifier
 
         return result.best_run_dir, export_classifier(
             result.best_run_dir, args.export_dir, warmup_texts=dev.texts[:4],

@@ -1,8 +1,8 @@
 """``python -m electra_tf.pretrain``: ELECTRA pre-training from TFRecords.
 
 Parses flags, builds the config and the strategy, and calls
-:func:`electra_tf.training.run_pretraining`. Rerunning the same command resumes from the latest
-checkpoint in ``--model_dir``.
+:func:`electra_tf.training.loop.run_pretraining`. Rerunning the same command resumes from the
+latest checkpoint in ``--model_dir``.
 
 ``model.vocab_size`` is taken from the vocabulary (``data.vocab_path``) unless the config file
 or ``--set`` gives it; a given value that disagrees with the vocabulary is an error.
@@ -19,10 +19,11 @@ from typing import Optional
 
 import yaml
 
-from electra_tf.config import (ConfigError, apply_overrides, load_config, override_keys,
-                               resolve_config_path)
+from electra_tf.config import ConfigError
+from electra_tf.config_io import apply_overrides, load_config, override_keys, resolve_config_path
 
-STRATEGIES = ("cpu", "gpu", "mirrored", "multi_worker", "tpu")  # electra_tf.distribute's
+# electra_tf.training.distribute's
+STRATEGIES = ("cpu", "gpu", "mirrored", "multi_worker", "tpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +80,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     # TensorFlow loads only now, so --help and flag errors are instant.
-    from electra_tf import data, distribute, training
     from electra_tf.tokenizer import TokenizerError, tokenizer_from_config
+    from electra_tf.training import distribute
+    from electra_tf.training.checkpointing import TrainingError
+    from electra_tf.training.input import DataError
+    from electra_tf.training.loop import run_pretraining
+    from electra_tf.training.preemption import EXIT_PREEMPTED
 
     try:
         # First: multi_worker's collectives must be set up before TensorFlow runs anything.
@@ -89,14 +94,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             # One embedding row per vocabulary line, as data.vocab_path alone should say.
             vocab_size = tokenizer_from_config(config.data).vocab_size
             config = apply_overrides(config, [f"model.vocab_size={vocab_size}"])
-        result = training.run_pretraining(
+        result = run_pretraining(
             config, args.data, args.model_dir, strategy, eval_pattern=args.eval_data,
             init_from=args.init_from, skip_corrupt=args.skip_corrupt)
-    except (data.DataError, training.TrainingError, distribute.StrategyError,
+    except (DataError, TrainingError, distribute.StrategyError,
             TokenizerError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0 if result.completed else training.EXIT_PREEMPTED
+    return 0 if result.completed else EXIT_PREEMPTED
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from electra_tf.data import FORMATS
 from electra_tf.tokenizer import Tokenizer, TokenizerError
+from electra_tf.training.records import FORMATS
 from pipelines import reading
 from pipelines.inputs import (InputOptions, PipelineError, ReadInputs, add_input_arguments,
                               input_options, resolve_inputs)

@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from electra_tf.data import FEATURES, ORIGINAL_FEATURES
+from electra_tf.training.records import FEATURES, ORIGINAL_FEATURES
 from pipelines import hashing, reading
 from pipelines.packing import SpecialIds, pack
 from pipelines.reading import Counts, TextChunk

@@ -6,11 +6,13 @@ import pytest
 import yaml
 
 from electra_tf import config as config_lib
-from electra_tf.config import ConfigError, load_config
+from electra_tf import config_io
+from electra_tf.config import ConfigError
+from electra_tf.config_io import load_config
 
 
 def test_packaged_configs_load_and_validate():
-    names = config_lib.packaged_config_names()
+    names = config_io.packaged_config_names()
     for name in ("electra_small", "electra_base", "electra_large", "electra_small_released",
                  "debug_tiny", "demo"):
         assert name in names
@@ -90,8 +92,8 @@ def test_overrides_apply_and_revalidate():
 
 def test_saved_config_roundtrips(tmp_path):
     c = load_config("demo", ["train.seed=5"])
-    config_lib.save_config(c, str(tmp_path), extra={"tokenizer": {"lower_case": True}})
-    assert config_lib.load_saved_config(str(tmp_path)) == c
+    config_io.save_config(c, str(tmp_path), extra={"tokenizer": {"lower_case": True}})
+    assert config_io.load_saved_config(str(tmp_path)) == c
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["train"]["seed"] == 5
     assert "derived" in (tmp_path / "config.json").read_text()
@@ -104,7 +106,7 @@ def test_configs_are_frozen():
 
 
 def test_override_keys_cover_every_field():
-    keys = config_lib.override_keys()
+    keys = config_io.override_keys()
     assert any(k.startswith("train.num_steps (int") for k in keys)
     assert any(k.startswith("train.batch_size") for k in keys)
     assert len(keys) == sum(len(dataclasses.fields(f.type if isinstance(f.type, type) else

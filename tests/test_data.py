@@ -1,109 +1,59 @@
-"""Tests for electra_tf.data: real TFRecords written per docs/architecture.md, read back."""
+"""Tests for electra_tf.training.input and .records: real TFRecords written per
+docs/architecture.md, read back."""
 
 import gzip
-import json
-import os
 import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import corpus, data
-from electra_tf.tokenizer import Tokenizer
+from electra_tf.training import input as input_lib
+from electra_tf.training import records
 
 SEQ = 32
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer()
-
-
-def corpus_examples(tokenizer, count, seq_length=SEQ, offset=0):
-    """``count`` examples ``[CLS] line [SEP] next line [SEP]`` from the embedded corpus."""
-    lines = [line for doc in corpus.read_documents(corpus.corpus_path("moby_dick"))
-             for line in doc][offset:offset + 2 * count]
-    encoded = tokenizer.encode(tf.constant(lines[0::2]), tf.constant(lines[1::2]), seq_length)
-    return {k: v.numpy() for k, v in encoded.items()}
-
-
-def write_data(directory, tokenizer, examples, num_shards=4, fmt="electra_tf", compression="",
-               split="train", completed=True, metadata_changes=None):
-    """Writes ``examples`` round-robin into ``num_shards`` shards + metadata.json + COMPLETED.
-
-    A second split written into the same directory is added to the metadata's ``splits``.
-    """
-    os.makedirs(directory, exist_ok=True)
-    keys = data.ORIGINAL_FEATURES if fmt == "original" else {k: k for k in data.FEATURES}
-    suffix = ".tfrecord" + (".gz" if compression else "")
-    count = len(examples["token_ids"])
-    for shard in range(num_shards):
-        path = os.path.join(directory, f"{split}-{shard:05d}-of-{num_shards:05d}{suffix}")
-        with tf.io.TFRecordWriter(path, options=compression or None) as writer:
-            for i in range(shard, count, num_shards):
-                feature = {keys[k]: tf.train.Feature(int64_list=tf.train.Int64List(
-                    value=examples[k][i].tolist())) for k in data.FEATURES}
-                writer.write(tf.train.Example(features=tf.train.Features(
-                    feature=feature)).SerializeToString())
-    metadata = {
-        "format": fmt, "seq_length": examples["token_ids"].shape[1], "compression": compression,
-        "tokenizer": tokenizer.settings(),
-        "splits": {split: {"num_examples": count, "num_shards": num_shards,
-                           "file_pattern": f"{split}-*-of-{num_shards:05d}{suffix}"}},
-    }
-    metadata.update(metadata_changes or {})
-    metadata_path = os.path.join(directory, "metadata.json")
-    if os.path.exists(metadata_path):
-        with open(metadata_path) as f:
-            metadata["splits"].update(json.load(f)["splits"])
-    with open(metadata_path, "w") as f:
-        json.dump(metadata, f)
-    if completed:
-        open(os.path.join(directory, "COMPLETED"), "w").close()
-    return os.path.join(directory, f"{split}-*")
 
 
 def take(dataset, n):
     return [{k: v.numpy() for k, v in batch.items()} for batch in dataset.take(n)]
 
 
-def test_reads_our_format_in_order(tmp_path, tokenizer):
+def test_reads_our_format_in_order(tmp_path, tokenizer, corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 40)
     pattern = write_data(tmp_path, tokenizer, examples, num_shards=1)
-    shards = data.find_shards(pattern, SEQ, tokenizer)
+    shards = input_lib.find_shards(pattern, SEQ, tokenizer)
     assert shards.format == "electra_tf" and shards.num_examples == 40
-    batches = take(data.pretraining_dataset(shards, 8, seed=0, training=False), 6)
+    batches = take(input_lib.pretraining_dataset(shards, 8, seed=0, training=False), 6)
     assert sorted(batches[0]) == ["example_index", "padding_mask", "segment_ids", "token_ids"]
     for b in batches:
         assert all(v.dtype == np.int32 for v in b.values())
         assert b["token_ids"].shape == (8, SEQ) and b["example_index"].tolist() == list(range(8))
     # Evaluation order is the file order, repeated: batch 5 starts the second pass.
-    for k in data.FEATURES:
+    for k in records.FEATURES:
         np.testing.assert_array_equal(np.concatenate([b[k] for b in batches[:5]]), examples[k])
         np.testing.assert_array_equal(batches[5][k], examples[k][:8])
     assert batches[0]["token_ids"][0, 0] == tokenizer.cls_id
 
 
-def test_reads_original_format_under_our_names(tmp_path, tokenizer):
+def test_reads_original_format_under_our_names(tmp_path, tokenizer, corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 16)
     pattern = write_data(tmp_path, tokenizer, examples, num_shards=2, fmt="original",
                          compression="GZIP")
     with gzip.open(sorted(tf.io.gfile.glob(pattern))[0]) as f:  # really GZIP, really input_ids
         assert b"input_ids" in f.read()
-    shards = data.find_shards(str(tmp_path), SEQ, tokenizer)  # a directory: its train split
-    (batch,) = take(data.pretraining_dataset(shards, 16, seed=0, training=False), 1)
+    shards = input_lib.find_shards(str(tmp_path), SEQ, tokenizer)  # a directory: its train split
+    (batch,) = take(input_lib.pretraining_dataset(shards, 16, seed=0, training=False), 1)
     order = np.argsort(np.r_[0:16:2, 1:16:2])  # shard 0 holds the even examples, then shard 1
-    for k in data.FEATURES:
+    for k in records.FEATURES:
         np.testing.assert_array_equal(batch[k][order], examples[k])
 
 
-def test_training_order_is_a_function_of_the_seed(tmp_path, tokenizer):
+def test_training_order_is_a_function_of_the_seed(tmp_path, tokenizer, corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 64)
-    shards = data.find_shards(write_data(tmp_path, tokenizer, examples), SEQ, tokenizer)
+    shards = input_lib.find_shards(write_data(tmp_path, tokenizer, examples), SEQ, tokenizer)
 
     def first_tokens(seed, shuffle_buffer=16):
-        ds = data.pretraining_dataset(shards, 8, seed=seed, shuffle_buffer=shuffle_buffer,
+        ds = input_lib.pretraining_dataset(shards, 8, seed=seed, shuffle_buffer=shuffle_buffer,
                                       cycle_length=2)
         return np.stack([b["token_ids"] for b in take(ds, 10)])
 
@@ -118,10 +68,10 @@ def test_training_order_is_a_function_of_the_seed(tmp_path, tokenizer):
     assert not np.array_equal(unbuffered, a)
 
 
-def test_iterator_checkpoint_resumes_exactly(tmp_path, tokenizer):
+def test_iterator_checkpoint_resumes_exactly(tmp_path, tokenizer, corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 64)
-    shards = data.find_shards(write_data(tmp_path / "d", tokenizer, examples), SEQ, tokenizer)
-    make = lambda: iter(data.pretraining_dataset(shards, 8, seed=3, shuffle_buffer=16,
+    shards = input_lib.find_shards(write_data(tmp_path / "d", tokenizer, examples), SEQ, tokenizer)
+    make = lambda: iter(input_lib.pretraining_dataset(shards, 8, seed=3, shuffle_buffer=16,
                                                  cycle_length=2))
     iterator = make()
     for _ in range(5):
@@ -134,62 +84,64 @@ def test_iterator_checkpoint_resumes_exactly(tmp_path, tokenizer):
         np.testing.assert_array_equal(next(restored)["token_ids"].numpy(), want)
 
 
-def test_metadata_mismatches_are_all_named(tmp_path, tokenizer):
+def test_metadata_mismatches_are_all_named(tmp_path, tokenizer, corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 8)
     settings = dict(tokenizer.settings(), vocab_sha256="0" * 64, lower_case=False)
     pattern = write_data(tmp_path, tokenizer, examples, num_shards=1,
                          metadata_changes={"seq_length": 64, "tokenizer": settings})
-    with pytest.raises(data.DataError) as e:
-        data.find_shards(pattern, SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError) as e:
+        input_lib.find_shards(pattern, SEQ, tokenizer)
     message = str(e.value)
     assert str(tmp_path / "metadata.json") in message
     assert "seq_length: data has 64, config data.seq_length=32" in message
     assert "vocab_sha256" in message and "lower_case" in message
 
 
-def test_unfinished_directory_and_no_match_are_refused(tmp_path, tokenizer):
+def test_unfinished_directory_and_no_match_are_refused(tmp_path, tokenizer, corpus_examples,
+                                                       write_data):
     pattern = write_data(tmp_path, tokenizer, corpus_examples(tokenizer, 8), num_shards=1,
                          completed=False)
-    with pytest.raises(data.DataError, match=f"{tmp_path}: no COMPLETED marker"):
-        data.find_shards(pattern, SEQ, tokenizer)
-    with pytest.raises(data.DataError, match="no files match"):
-        data.find_shards(str(tmp_path / "nothing-*"), SEQ, tokenizer)
-    with pytest.raises(data.DataError, match=r"also matches .*metadata.json.*give the shards"):
-        data.find_shards(str(tmp_path / "*"), SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError, match=f"{tmp_path}: no COMPLETED marker"):
+        input_lib.find_shards(pattern, SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError, match="no files match"):
+        input_lib.find_shards(str(tmp_path / "nothing-*"), SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError, match=r"also matches .*metadata.json.*give the shards"):
+        input_lib.find_shards(str(tmp_path / "*"), SEQ, tokenizer)
 
 
 @pytest.mark.parametrize("compression", ["", "GZIP"])
-def test_damaged_shard_is_named_or_skipped(tmp_path, tokenizer, compression):
+def test_damaged_shard_is_named_or_skipped(tmp_path, tokenizer, compression, corpus_examples,
+                                           write_data):
     examples = corpus_examples(tokenizer, 48)
     pattern = write_data(tmp_path, tokenizer, examples, num_shards=2, compression=compression)
     files = sorted(tf.io.gfile.glob(pattern))
     raw = bytearray(open(files[1], "rb").read())
     raw[len(raw) // 2] ^= 0xFF  # flip one byte in the middle of shard 1
     open(files[1], "wb").write(bytes(raw))
-    assert data.scan_shard(files[0], compression) == data.ShardScan(files[0], 24)
-    damaged = data.scan_shard(files[1], compression)
+    assert records.scan_shard(files[0], compression) == records.ShardScan(files[0], 24)
+    damaged = records.scan_shard(files[1], compression)
     assert damaged.error and damaged.records < 24
 
-    shards = data.find_shards(pattern, SEQ, tokenizer)
+    shards = input_lib.find_shards(pattern, SEQ, tokenizer)
     with pytest.raises(tf.errors.DataLossError) as read_error:
-        take(data.pretraining_dataset(shards, 8, seed=0, training=False), 6)
-    explained = str(data.explain_read_error(shards, read_error.value))
+        take(input_lib.pretraining_dataset(shards, 8, seed=0, training=False), 6)
+    explained = str(input_lib.explain_read_error(shards, read_error.value))
     assert files[1] in explained and files[0] not in explained
     assert f"after {damaged.records} good records" in explained and "--skip_corrupt" in explained
 
-    skipping = data.find_shards(pattern, SEQ, tokenizer, skip_corrupt=True)
+    skipping = input_lib.find_shards(pattern, SEQ, tokenizer, skip_corrupt=True)
     ((path, kept),) = skipping.readable_records
     # GZIP loses the whole inflate buffer that fails, so possibly fewer than the scan found.
     assert path == files[1] and (kept == damaged.records if not compression
                                  else 0 <= kept <= damaged.records)
-    ds = data.pretraining_dataset(skipping, 1, seed=0, training=False)
+    ds = input_lib.pretraining_dataset(skipping, 1, seed=0, training=False)
     got = np.concatenate([b["token_ids"] for b in take(ds, 24 + kept + 1)])  # pass + 1, no error
     want = np.concatenate([examples["token_ids"][0::2], examples["token_ids"][1::2][:kept],
                            examples["token_ids"][:1]])
     np.testing.assert_array_equal(got, want)
 
 
-def test_cut_inside_a_record_header_is_reported(tmp_path, tokenizer):
+def test_cut_inside_a_record_header_is_reported(tmp_path, tokenizer, corpus_examples, write_data):
     # TensorFlow's reader treats this silently as the end of the file; the scan does not.
     pattern = write_data(tmp_path, tokenizer, corpus_examples(tokenizer, 8), num_shards=1)
     (path,) = tf.io.gfile.glob(pattern)
@@ -199,23 +151,24 @@ def test_cut_inside_a_record_header_is_reported(tmp_path, tokenizer):
         end += 16 + struct.unpack("<Q", raw[end:end + 8])[0]
     open(path, "wb").write(raw[:end + 5])
     assert sum(1 for _ in tf.data.TFRecordDataset(path)) == 3
-    assert data.scan_shard(path) == data.ShardScan(path, 3,
+    assert records.scan_shard(path) == records.ShardScan(path, 3,
                                                    f"truncated record header at byte {end}")
 
 
-def test_input_pipelines_read_disjoint_files_and_resume_by_file(tmp_path, tokenizer):
+def test_input_pipelines_read_disjoint_files_and_resume_by_file(tmp_path, tokenizer,
+                                                                corpus_examples, write_data):
     examples = corpus_examples(tokenizer, 64)
-    shards = data.find_shards(write_data(tmp_path, tokenizer, examples, num_shards=4), SEQ,
+    shards = input_lib.find_shards(write_data(tmp_path, tokenizer, examples, num_shards=4), SEQ,
                               tokenizer)
     seen = []
     for pipeline in range(2):
-        ds = data.pretraining_dataset(shards, 4, seed=0, training=False, num_input_pipelines=2,
+        ds = input_lib.pretraining_dataset(shards, 4, seed=0, training=False, num_input_pipelines=2,
                                       input_pipeline_id=pipeline)
         seen.append({tuple(t) for b in take(ds, 8) for t in b["token_ids"]})
     assert not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(map(tuple, examples["token_ids"]))
-    with pytest.raises(data.DataError, match="4 shards cannot be split across 5 workers"):
-        data.pretraining_dataset(shards, 4, seed=0, num_input_pipelines=5, input_pipeline_id=4)
+    with pytest.raises(input_lib.DataError, match="4 shards cannot be split across 5 workers"):
+        input_lib.pretraining_dataset(shards, 4, seed=0, num_input_pipelines=5, input_pipeline_id=4)
     # 16 examples per file; 2 pipelines reading their 2 files together (cycle_length 2).
-    position = lambda step: data.resume_file_position(shards, step, 8, 2, cycle_length=2)
+    position = lambda step: input_lib.resume_file_position(shards, step, 8, 2, cycle_length=2)
     assert [position(s) for s in (0, 7, 8, 15, 16)] == [0, 0, 2, 2, 4]

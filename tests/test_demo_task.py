@@ -3,7 +3,7 @@
 import csv
 
 from electra_tf import corpus
-from electra_tf.demo_task import LABELS, build_demo_task
+from examples.demo_task import LABELS, build_demo_task
 
 
 def _rows(path):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import distribute, pretrain
+from electra_tf import pretrain
 from electra_tf.tokenizer import Tokenizer
-from test_data import corpus_examples, write_data
+from electra_tf.training import distribute
 
 # One layer and no dropout: the 1-device and 2-replica runs must compute the same numbers.
 OVERRIDES = ("model.num_layers=1", "model.dropout_rate=0.0", "model.attention_dropout_rate=0.0",
@@ -22,7 +22,7 @@ OVERRIDES = ("model.num_layers=1", "model.dropout_rate=0.0", "model.attention_dr
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, corpus_examples, write_data):
     tokenizer = Tokenizer()
     directory = tmp_path_factory.mktemp("data")
     write_data(directory, tokenizer, corpus_examples(tokenizer, 96))
@@ -55,14 +55,15 @@ def test_strategies_by_name():
 
 def test_mirrored_two_cpus_match_one_device_through_the_loop(data_dir, tmp_path):
     script = textwrap.dedent(f"""
-        from electra_tf import config, distribute, training
+        from electra_tf import config_io
+        from electra_tf.training import distribute, loop
         distribute.split_cpu(2)  # before TensorFlow initializes its devices
-        cfg = config.load_config("debug_tiny", {OVERRIDES!r})
+        cfg = config_io.load_config("debug_tiny", {OVERRIDES!r})
         for name in ("cpu", "mirrored"):
             strategy = distribute.make_strategy(name)
             print(name, strategy.num_replicas_in_sync)
-            training.run_pretraining(cfg, {data_dir!r}, {str(tmp_path)!r} + "/" + name,
-                                     strategy, echo=lambda line: None)
+            loop.run_pretraining(cfg, {data_dir!r}, {str(tmp_path)!r} + "/" + name,
+                                 strategy, echo=lambda line: None)
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=400)

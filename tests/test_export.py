@@ -12,9 +12,11 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from electra_tf import classifier, export, serving
-from electra_tf.config import load_config
-from electra_tf.tasks import TaskInfo
+from electra_tf import export as export_cli
+from electra_tf.config_io import load_config
+from electra_tf.finetuning import classifier
+from electra_tf.finetuning.tasks import TaskInfo
+from electra_tf.serving import export, layout
 from electra_tf.tokenizer import tokenizer_from_config
 
 TEXTS = ["It is a truth universally acknowledged.", "",
@@ -54,12 +56,12 @@ def test_layout_assets_and_metadata(exported, background):  # starts the backgro
     assert sorted(os.listdir(os.path.join(path, "assets"))) == ["labels.txt", "vocab.txt"]
     with open(os.path.join(path, "assets", "labels.txt"), encoding="utf-8") as f:
         assert f.read() == "austen\nmoby_dick\nsötu\n"
-    meta = serving.export_metadata(path)
+    meta = layout.export_metadata(path)
     assert meta["labels"] == ["austen", "moby_dick", "sötu"] and meta["inputs"] == ["text"]
     assert meta["ops_outside_allowlist"] == [] and meta["seq_length"] == 32
     exports = os.path.dirname(path)
     assert os.listdir(exports) == ["1"]  # no staging folder left behind
-    assert serving.next_version(exports) == 2 and serving.version_dir(exports) == path
+    assert layout.next_version(exports) == 2 and layout.version_dir(exports) == path
     with pytest.raises(FileExistsError, match="already exists; versions are immutable"):
         export.export_classifier(str(exported["root"] / "run"), exports, version=1)
 
@@ -116,7 +118,7 @@ def _finish(process) -> str:
 
 
 def test_warmup_requests_are_prediction_logs(exported):
-    path = os.path.join(exported["path"], "assets.extra", serving.WARMUP_FILE)
+    path = os.path.join(exported["path"], "assets.extra", layout.WARMUP_FILE)
     logs = []
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog()
@@ -133,16 +135,16 @@ def test_warmup_requests_are_prediction_logs(exported):
 
 
 def test_graph_ops_stay_within_the_tf_serving_allowlist(exported):
-    allowlist = serving.load_allowlist()
+    allowlist = layout.load_allowlist()
     assert allowlist["minimum_tensorflow_serving"] == "2.15.1"
-    ops = serving.saved_model_ops(exported["path"])
+    ops = layout.saved_model_ops(exported["path"])
     # Not vacuous: the tokenizer's TF Text ops and the model's ops are in the walked set.
     assert {"NormalizeUTF8", "WordpieceTokenizeWithOffsets", "StringSplitV2",
             "MatMul", "Softmax", "LookupTableFindV2"} <= set(ops)
-    assert serving.ops_outside_allowlist(ops, allowlist) == []
+    assert layout.ops_outside_allowlist(ops, allowlist) == []
     # Attrs count: TF <= 2.14 had VarHandleOp without debug_name, which TF 2.20 sets.
     assert "debug_name" in ops["VarHandleOp"]
-    assert serving.ops_outside_allowlist(
+    assert layout.ops_outside_allowlist(
         {"VarHandleOp": {"dtype", "debug_name"}, "MadeUpOp": set()},
         {"ops": {"VarHandleOp": ["dtype", "shape"]}}) == ["MadeUpOp", "VarHandleOp.debug_name"]
 
@@ -163,12 +165,12 @@ def test_pair_regression_export(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"input text_b must be a vector of strings, shape \[batch\]"):
         fn(text=tf.constant(["a"]), text_b=tf.constant("b"))
-    assert serving.export_metadata(path)["inputs"] == ["text", "text_b"]
+    assert layout.export_metadata(path)["inputs"] == ["text", "text_b"]
 
 
 def test_export_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "multi" / "seed_1").mkdir(parents=True)
-    assert export.main(["--run", str(tmp_path / "multi"), "--export_dir",
+    assert export_cli.main(["--run", str(tmp_path / "multi"), "--export_dir",
                         str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "holds the runs seed_1 — pass one of them" in err

@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from keras_config_helper import assert_config_round_trip
 
-from electra_tf import classifier, finetune, metrics, tasks
-from electra_tf.config import load_config
-from electra_tf.demo_task import build_demo_task
-from electra_tf.optimization import build_optimizer, layerwise_lr_multipliers
-from electra_tf.pretrained import save_pretrained
+from electra_tf import finetune
+from electra_tf.config_io import load_config
+from electra_tf.finetuning import classifier, loop, metrics, tasks
+from electra_tf.models.pretrained import save_pretrained
 from electra_tf.tokenizer import tokenizer_from_config
+from electra_tf.training.optimization import build_optimizer, layerwise_lr_multipliers
+from examples.demo_task import build_demo_task
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,11 +201,11 @@ def test_tfds_task_pairs_and_regression(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Model and optimizer.
 
-def test_layerwise_decay_exponents_in_the_finetuning_optimizer():
+def test_layerwise_decay_exponents_in_the_finetuning_optimizer(assert_config_round_trip):
     config = load_config("debug_tiny", ["finetune.layerwise_lr_decay=0.5"])
     model = classifier.build_classifier(config, num_outputs=3, seed=1)
     assert_config_round_trip(model)
-    opt_config = classifier.finetuning_optimizer_config(config)
+    opt_config = loop.finetuning_optimizer_config(config)
     assert (opt_config.name, opt_config.learning_rate, opt_config.warmup_fraction) == (
         "adamw", config.finetune.learning_rate, 0.1)
     multipliers = layerwise_lr_multipliers(model.encoder, model.head.trainable_variables, 0.5)
@@ -248,10 +248,10 @@ def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, ca
     assert min(accuracies) > 1 / 3 + 0.2, accuracies
     run_dir = os.path.join(out, "seed_1")
     for name in ("config.yaml", "config.json", "vocab.txt", "tokenizer.json", "label_map.json",
-                 classifier.WEIGHTS_FILE, classifier.METRICS_FILE):
+                 classifier.WEIGHTS_FILE, loop.METRICS_FILE):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert any(f.startswith("events.out") for f in os.listdir(os.path.join(run_dir, "dev")))
-    record = json.load(open(os.path.join(run_dir, classifier.METRICS_FILE)))
+    record = json.load(open(os.path.join(run_dir, loop.METRICS_FILE)))
     losses = [e["train_loss"] for e in record["epochs"]]
     assert losses[-1] < losses[0], losses
     best = max(record["epochs"], key=lambda e: e["accuracy"])
@@ -259,9 +259,9 @@ def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, ca
     # The saved weights are the best epoch's: reloading reproduces its dev metrics exactly.
     config, tokenizer, task, model = classifier.load_classifier(run_dir)
     _, _, dev = tasks.read_file_task(demo_task["train"], demo_task["dev"])
-    features = classifier.encode_split(tokenizer, dev, config.finetune.seq_length)
-    logits = classifier.predict_logits(lambda b: model(b, training=False), features)
-    reloaded = classifier.task_metrics(task, dev.labels, logits)
+    features = loop.encode_split(tokenizer, dev, config.finetune.seq_length)
+    logits = loop.predict_logits(lambda b: model(b, training=False), features)
+    reloaded = loop.task_metrics(task, dev.labels, logits)
     assert reloaded == pytest.approx({k: record["best"][k] for k in reloaded}, abs=1e-9)
 
 

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import data, pretrain
-from electra_tf.pretrained import load_pretrained
+from electra_tf import corpus, pretrain
+from electra_tf.models.pretrained import load_pretrained
 from electra_tf.tokenizer import Tokenizer, default_vocab_path
+from electra_tf.training import input as input_lib
+from electra_tf.training import records
 from pipelines.build_pretraining_data import BuildOptions, build_pretraining_data
 from pipelines.inputs import InputOptions
 
@@ -43,7 +45,7 @@ def write_reference_records(directory, num_examples, num_files, seq_length=SEQ, 
     writers = [tf.io.TFRecordWriter(os.path.join(directory,
                                                  f"pretrain_data.tfrecord-{i}-of-{num_files}"))
                for i in range(num_files)]
-    written = {k: [] for k in data.FEATURES}
+    written = {k: [] for k in records.FEATURES}
     for n in range(num_examples):
         first = rng.integers(104, VOCAB_SIZE, rng.integers(3, 12)).tolist()
         second = rng.integers(104, VOCAB_SIZE, rng.integers(0, 12)).tolist()
@@ -99,8 +101,7 @@ def error_line(capsys):
 
 def test_empty_validation_split_is_warned_about_and_refused_before_training(
         tmp_path, caplog, capsys):
-    text = gzip.open(os.path.join(os.path.dirname(data.__file__), "resources", "corpus",
-                                  "jane_austen.txt.gz")).read()
+    text = gzip.open(corpus.corpus_path("austen")).read()
     (tmp_path / "small.txt").write_bytes(b"\n\n".join(text.split(b"\n\n")[:3]) + b"\n")
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="pipelines.build_pretraining_data"):
@@ -126,53 +127,55 @@ def test_empty_validation_split_is_warned_about_and_refused_before_training(
 def test_empty_files_are_refused_not_repeated_forever(tmp_path):
     tokenizer = Tokenizer()
     write_reference_records(tmp_path / "none", num_examples=0, num_files=2)
-    with pytest.raises(data.DataError, match=r"none: its 2 file\(s\) hold no record"):
-        data.find_shards(str(tmp_path / "none"), SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError, match=r"none: its 2 file\(s\) hold no record"):
+        input_lib.find_shards(str(tmp_path / "none"), SEQ, tokenizer)
     # One record: shard 0 has it, shard 1 is empty (as the reference's later files often are).
     write_reference_records(tmp_path / "one", num_examples=1, num_files=2)
-    shards = data.find_shards(str(tmp_path / "one"), SEQ, tokenizer)
-    batch = next(iter(data.pretraining_dataset(shards, 4, seed=0, training=False)))
+    shards = input_lib.find_shards(str(tmp_path / "one"), SEQ, tokenizer)
+    batch = next(iter(input_lib.pretraining_dataset(shards, 4, seed=0, training=False)))
     assert (batch["token_ids"].numpy() == batch["token_ids"].numpy()[0]).all()  # repeated
-    with pytest.raises(data.DataError, match=r"pipeline 1 of 2 gets only empty files \(.*-1-of"):
-        data.pretraining_dataset(shards, 4, seed=0, num_input_pipelines=2, input_pipeline_id=1)
+    with pytest.raises(input_lib.DataError,
+                       match=r"pipeline 1 of 2 gets only empty files \(.*-1-of"):
+        input_lib.pretraining_dataset(shards, 4, seed=0, num_input_pipelines=2, input_pipeline_id=1)
 
 
 def test_reference_script_records_are_read_without_metadata(tmp_path, caplog):
     tokenizer = Tokenizer()
     examples = write_reference_records(tmp_path / "ref", num_examples=12, num_files=3)
-    with caplog.at_level(logging.WARNING, logger="electra_tf.data"):
-        by_dir = data.find_shards(str(tmp_path / "ref"), SEQ, tokenizer)
+    with caplog.at_level(logging.WARNING, logger="electra_tf.training.input"):
+        by_dir = input_lib.find_shards(str(tmp_path / "ref"), SEQ, tokenizer)
     assert "the tokenizer cannot be verified" in caplog.text
-    by_glob = data.find_shards(str(tmp_path / "ref" / "pretrain_data.tfrecord-*"), SEQ,
+    by_glob = input_lib.find_shards(str(tmp_path / "ref" / "pretrain_data.tfrecord-*"), SEQ,
                                tokenizer)
     assert by_dir == by_glob
     assert (by_dir.format, by_dir.compression, by_dir.seq_length) == ("original", "", SEQ)
-    (batch,) = data.pretraining_dataset(by_dir, 12, seed=0, training=False).take(1)
+    (batch,) = input_lib.pretraining_dataset(by_dir, 12, seed=0, training=False).take(1)
     order = np.r_[0:12:3, 1:12:3, 2:12:3]  # file order: round-robin writing
-    for k in data.FEATURES:
+    for k in records.FEATURES:
         np.testing.assert_array_equal(batch[k].numpy(), examples[k][order])
 
-    with pytest.raises(data.DataError, match=(
+    with pytest.raises(input_lib.DataError, match=(
             r"pretrain_data.tfrecord-0-of-3: records hold 32 tokens \(input_ids\), config "
             r"data.seq_length=64; pass --set data.seq_length=32")):
-        data.find_shards(str(tmp_path / "ref"), 64, tokenizer)
+        input_lib.find_shards(str(tmp_path / "ref"), 64, tokenizer)
     small = tmp_path / "v.txt"
     small.write_text("".join(open(default_vocab_path()).readlines()[:300]))
-    with pytest.raises(data.DataError,
+    with pytest.raises(input_lib.DataError,
                        match=r"holds token id \d+, but the vocabulary .*v.txt has 300 tokens"):
-        data.find_shards(str(tmp_path / "ref"), SEQ, Tokenizer(str(small)))
+        input_lib.find_shards(str(tmp_path / "ref"), SEQ, Tokenizer(str(small)))
     with tf.io.TFRecordWriter(str(tmp_path / "other.tfrecord")) as writer:
         writer.write(tf.train.Example(features=tf.train.Features(feature={
             "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}))
             .SerializeToString())
-    with pytest.raises(data.DataError, match=r"other.tfrecord: records with features \['text'\]"):
-        data.find_shards(str(tmp_path / "other.tfrecord"), SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError,
+                       match=r"other.tfrecord: records with features \['text'\]"):
+        input_lib.find_shards(str(tmp_path / "other.tfrecord"), SEQ, tokenizer)
     # Shards named like our pipeline's, without its markers: an unfinished run, not foreign.
     os.makedirs(tmp_path / "ours")
     shutil.copy(tmp_path / "ref" / "pretrain_data.tfrecord-0-of-3",
                 tmp_path / "ours" / "train-00000-of-00001.tfrecord")
-    with pytest.raises(data.DataError, match="ours: no COMPLETED marker"):
-        data.find_shards(str(tmp_path / "ours"), SEQ, tokenizer)
+    with pytest.raises(input_lib.DataError, match="ours: no COMPLETED marker"):
+        input_lib.find_shards(str(tmp_path / "ours"), SEQ, tokenizer)
 
 
 def test_reference_records_train_with_the_vocabulary_size_of_the_vocabulary(

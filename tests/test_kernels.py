@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import kernels
-from electra_tf.config import load_config
-from electra_tf.encoder import TransformerLayer
+from electra_tf.config_io import load_config
+from electra_tf.models import kernels
+from electra_tf.models.encoder import TransformerLayer
 
 
 def _value_and_grad(fn, x, dy):
@@ -151,7 +151,7 @@ def _random_counters(rng, n):
 
 
 def test_seed_keys_never_collide_over_realistic_step_and_example_ranges():
-    from electra_tf import sampling
+    from electra_tf.objective import sampling
     rng = np.random.default_rng(0)
     # 2**20 random (step < 2**40, example < 2**24) pairs plus whole 256-step blocks at batch 256
     # (the blocks the old key layout made collide). A key with 32 bits of entropy per stream, as

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import losses
+from electra_tf.objective import losses
 
 
 def test_mlm_loss_uniform_logits_is_log_vocab_and_ignores_padding_slots():

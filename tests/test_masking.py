@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.masking import mask_tokens, num_to_predict
-from electra_tf.sampling import MASKING_STREAM, example_seeds
+from electra_tf.objective.masking import mask_tokens, num_to_predict
+from electra_tf.objective.sampling import MASKING_STREAM, example_seeds
 
 CLS, SEP, MASK, VOCAB = 101, 102, 103, 1000
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
-from keras_config_helper import assert_config_round_trip
 
-from electra_tf.config import load_config
-from electra_tf.embeddings import ElectraEmbeddings, SeededDropout, derive_seed
-from electra_tf.encoder import ElectraEncoder, TransformerLayer
-from electra_tf.heads import ClassificationHead, MaskedLMHead, ReplacedTokenHead
-from electra_tf.pretrained import load_generator, load_pretrained, save_pretrained
-from electra_tf.pretrainer import ElectraPretrainer, MaskedLanguageModel
-from electra_tf.tokenizer import Tokenizer, TokenizerError
+from electra_tf.config_io import load_config
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.encoder import ElectraEncoder, TransformerLayer
+from electra_tf.models.heads import (ClassificationHead, MaskedLanguageModel, MaskedLMHead,
+                                     ReplacedTokenHead)
+from electra_tf.models.layers import SeededDropout, derive_seed
+from electra_tf.models.pretrained import load_generator, load_pretrained, save_pretrained
+from electra_tf.objective.pretrainer import ElectraPretrainer
+from electra_tf.tokenizer import TokenizerError
 
 CONFIG = load_config("debug_tiny")
 SPECIAL = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
@@ -31,11 +34,6 @@ def _inputs(ids):
 
 INPUTS = _inputs([[101, 7592, 2088, 1010, 102, 0, 0, 0],
                   [101, 2023, 2003, 102, 1037, 3231, 102, 0]])
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +172,7 @@ def test_dropout_is_deterministic_and_rejects_bad_rates():
         SeededDropout(1.0, seed=1)
 
 
-def test_every_layer_and_model_round_trips_its_config(pretrainer):
+def test_every_layer_and_model_round_trips_its_config(pretrainer, assert_config_round_trip):
     embeddings = ElectraEmbeddings(CONFIG.model, seed=2)
     for obj in (SeededDropout(0.1, seed=4), embeddings, TransformerLayer(CONFIG.model, seed=3),
                 ElectraEncoder(CONFIG.model, seed=9),
@@ -185,6 +183,30 @@ def test_every_layer_and_model_round_trips_its_config(pretrainer):
         assert_config_round_trip(obj)
     clone = assert_config_round_trip(ElectraEncoder(CONFIG.model, seed=9))
     np.testing.assert_array_equal(clone(INPUTS), ElectraEncoder(CONFIG.model, seed=9)(INPUTS))
+
+
+def test_generator_and_discriminator_share_one_table_after_a_config_round_trip(
+        pretrainer, tmp_path, tokenizer):
+    # Each encoder's and the MLM head's config holds the embeddings' config again: rebuilt
+    # from its config, the pretrainer must still have one embedding layer, one word table and
+    # the variable paths (checkpoint names) of the original.
+    clone = keras.saving.deserialize_keras_object(
+        json.loads(json.dumps(keras.saving.serialize_keras_object(pretrainer))))
+    assert isinstance(clone, ElectraPretrainer)
+    assert clone.generator.embeddings is clone.embeddings is clone.discriminator.embeddings
+    table = clone.embeddings.word_embeddings
+    assert clone.mlm_head.embeddings.word_embeddings is table
+    assert sum(v is table for v in clone.trainable_variables) == 1
+    assert [v.path for v in clone.variables] == [v.path for v in pretrainer.variables]
+    # The saved generator (encoder + MLM head) shares the table it was saved with.
+    save_pretrained(str(tmp_path), CONFIG, tokenizer, pretrainer.backbone,
+                    pretrainer.masked_language_model())
+    generator = load_generator(str(tmp_path))
+    assert generator.encoder.embeddings is generator.head.embeddings
+    table = generator.head.embeddings.word_embeddings
+    assert sum(v is table for v in generator.trainable_variables) == 1
+    assert len(generator.trainable_variables) == len(
+        pretrainer.masked_language_model().trainable_variables)
 
 
 def test_classification_head():

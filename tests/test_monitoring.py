@@ -1,7 +1,7 @@
 """HealthMonitor: warns once when the discriminator sits at the baseline or representations
 collapse (twice in a row, after twice the warm-up), and once when it clears."""
 
-from electra_tf.monitoring import HealthMonitor
+from electra_tf.training.monitoring import HealthMonitor
 
 HEALTHY = {"discriminator_auc": 0.9, "representation_cosine": 0.4}
 STUCK = {"discriminator_auc": 0.52, "representation_cosine": 0.97}

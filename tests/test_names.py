@@ -5,10 +5,10 @@ import glob
 import keras_hub
 import tensorflow as tf
 
-from electra_tf import data
-from electra_tf.config import load_config
-from electra_tf.encoder import ElectraEncoder
+from electra_tf.config_io import load_config
+from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.tokenizer import Tokenizer
+from electra_tf.training import input as input_lib
 from pipelines.build_pretraining_data import BuildOptions, build_pretraining_data
 from pipelines.inputs import InputOptions
 
@@ -32,8 +32,8 @@ def test_names_from_tfrecords_to_model_inputs(tmp_path):
 
     # 2. The tf.data element keys read back by pre-training.
     tokenizer = Tokenizer()
-    shards = data.find_shards(str(tmp_path / "data"), config.data.seq_length, tokenizer)
-    batch = next(iter(data.pretraining_dataset(shards, batch_size=2, seed=0)))
+    shards = input_lib.find_shards(str(tmp_path / "data"), config.data.seq_length, tokenizer)
+    batch = next(iter(input_lib.pretraining_dataset(shards, batch_size=2, seed=0)))
     assert set(batch) == NAMES | {"example_index"}
 
     # 3. What the tokenizer produces for fine-tuning and serving.

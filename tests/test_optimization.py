@@ -1,6 +1,7 @@
-"""Tests for electra_tf.optimization: hand-computed updates, schedule values, weight-decay
-exclusions of a real debug_tiny encoder, layer-wise rates, loss scaling, accumulation, and
-cross-replica clipping under a real MirroredStrategy on two logical CPUs (in a subprocess)."""
+"""Tests for electra_tf.training.optimization, .schedules and .gradients: hand-computed updates,
+schedule values, weight-decay exclusions of a real debug_tiny encoder, layer-wise rates, loss
+scaling, accumulation, and cross-replica clipping under a real MirroredStrategy on two logical
+CPUs (in a subprocess)."""
 
 import json
 import os
@@ -13,9 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import optimization as opt_lib
-from electra_tf.config import OptimizerConfig, apply_overrides, load_config
-from electra_tf.encoder import ElectraEncoder
+from electra_tf.config import OptimizerConfig
+from electra_tf.config_io import apply_overrides, load_config
+from electra_tf.models.encoder import ElectraEncoder
+from electra_tf.training import gradients, schedules
+from electra_tf.training import optimization as opt_lib
 
 
 def _small_model(seed=0):
@@ -44,13 +47,13 @@ def _names(variables):
 
 def test_schedule_values_warmup_multiplies_linear_decay():
     # lr 1e-3, T = 100, W = 10: rate = 1e-3 · (1 − t/100) · min(1, t/10).
-    schedule = opt_lib.WarmupPolynomialDecay(1e-3, decay_steps=100, warmup_steps=10)
+    schedule = schedules.WarmupPolynomialDecay(1e-3, decay_steps=100, warmup_steps=10)
     got = [float(schedule(t)) for t in (0, 5, 10, 50, 100, 150)]
     np.testing.assert_allclose(got, [0.0, 4.75e-4, 9.0e-4, 5.0e-4, 0.0, 0.0], atol=1e-10)
 
 
 def test_schedule_power_end_rate_and_round_trip():
-    schedule = opt_lib.WarmupPolynomialDecay(1e-3, decay_steps=100, warmup_steps=0,
+    schedule = schedules.WarmupPolynomialDecay(1e-3, decay_steps=100, warmup_steps=0,
                                              end_learning_rate=1e-4, power=2.0)
     # (1e-3 − 1e-4) · (1 − 0.5)² + 1e-4, no warmup factor.
     np.testing.assert_allclose(float(schedule(50)), 3.25e-4, rtol=1e-6)
@@ -58,16 +61,16 @@ def test_schedule_power_end_rate_and_round_trip():
     np.testing.assert_allclose(float(schedule(500)), 1e-4, rtol=1e-6)
     restored = keras.saving.deserialize_keras_object(
         json.loads(json.dumps(keras.saving.serialize_keras_object(schedule))))
-    assert isinstance(restored, opt_lib.WarmupPolynomialDecay)
+    assert isinstance(restored, schedules.WarmupPolynomialDecay)
     assert restored.get_config() == schedule.get_config()
     with pytest.raises(ValueError, match="decay_steps=0"):
-        opt_lib.WarmupPolynomialDecay(1e-3, decay_steps=0)
+        schedules.WarmupPolynomialDecay(1e-3, decay_steps=0)
 
 
 def test_warmup_fraction_overrides_warmup_steps():
     config = OptimizerConfig(warmup_steps=10000, warmup_fraction=0.1)
-    assert opt_lib.warmup_steps(config, 300) == pytest.approx(30.0)
-    assert opt_lib.warmup_steps(OptimizerConfig(warmup_steps=7), 300) == 7.0
+    assert schedules.warmup_steps(config, 300) == pytest.approx(30.0)
+    assert schedules.warmup_steps(OptimizerConfig(warmup_steps=7), 300) == 7.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +119,7 @@ def test_lamb_trust_ratio_only_on_decayed_variables():
 
 
 def test_optimizer_config_round_trip_and_refused_keras_options():
-    optimizer = opt_lib.Lamb(opt_lib.WarmupPolynomialDecay(1e-3, 10, 2), weight_decay=0.01,
+    optimizer = opt_lib.Lamb(schedules.WarmupPolynomialDecay(1e-3, 10, 2), weight_decay=0.01,
                              bias_correction=True, global_clipnorm=1.0,
                              lr_multipliers={"a/kernel": 0.5})
     restored = keras.saving.deserialize_keras_object(
@@ -265,7 +268,7 @@ def test_apply_gradients_clips_global_norm_and_returns_it():
     assert expected_norm > 0.1  # clipping is active
 
     optimizer = opt_lib.build_optimizer(_config(), 10, model)
-    norm = opt_lib.apply_gradients(optimizer, grads, model.trainable_variables)
+    norm = gradients.apply_gradients(optimizer, grads, model.trainable_variables)
     np.testing.assert_allclose(float(norm), expected_norm, rtol=1e-6)
 
     # The same step from gradients clipped by hand, with clipping off.
@@ -284,8 +287,8 @@ def test_loss_scale_optimizer_applies_the_same_step_and_skips_non_finite():
     assert scale == 2.0 ** 15
 
     grads = _loss_grads(model, x, y, scale=optimizer.scale_loss)
-    norm = opt_lib.apply_gradients(optimizer, grads, model.trainable_variables)
-    ref_norm = opt_lib.apply_gradients(plain, _loss_grads(reference, x, y),
+    norm = gradients.apply_gradients(optimizer, grads, model.trainable_variables)
+    ref_norm = gradients.apply_gradients(plain, _loss_grads(reference, x, y),
                                        reference.trainable_variables)
     np.testing.assert_allclose(float(norm), float(ref_norm), rtol=1e-5)
     for v, r in zip(model.trainable_variables, reference.trainable_variables):
@@ -295,7 +298,7 @@ def test_loss_scale_optimizer_applies_the_same_step_and_skips_non_finite():
     # An overflowing step changes nothing but halves the scale.
     before = [v.numpy() for v in model.trainable_variables]
     bad = [tf.fill(v.shape, np.inf) for v in model.trainable_variables]
-    norm = opt_lib.apply_gradients(optimizer, bad, model.trainable_variables)
+    norm = gradients.apply_gradients(optimizer, bad, model.trainable_variables)
     assert not np.isfinite(float(norm))
     assert float(optimizer.dynamic_scale) == scale / 2 and int(optimizer.iterations) == 1
     for v, b in zip(model.trainable_variables, before):
@@ -306,7 +309,7 @@ def test_rebuilt_optimizer_resumes_from_checkpoint(tmp_path):
     x, y = _regression_batch()
     model = _small_model()
     optimizer = opt_lib.build_optimizer(_config(bias_correction=True), 10, model)
-    opt_lib.apply_gradients(optimizer, _loss_grads(model, x, y), model.trainable_variables)
+    gradients.apply_gradients(optimizer, _loss_grads(model, x, y), model.trainable_variables)
     path = tf.train.Checkpoint(model=model, optimizer=optimizer).write(str(tmp_path / "ckpt"))
 
     restored = _small_model(seed=5)
@@ -314,7 +317,7 @@ def test_rebuilt_optimizer_resumes_from_checkpoint(tmp_path):
     tf.train.Checkpoint(model=restored, optimizer=resumed).read(path).assert_consumed()
     assert int(resumed.iterations) == 1
     for m, o in ((model, optimizer), (restored, resumed)):
-        opt_lib.apply_gradients(o, _loss_grads(m, x, y), m.trainable_variables)
+        gradients.apply_gradients(o, _loss_grads(m, x, y), m.trainable_variables)
     for v, r in zip(model.trainable_variables, restored.trainable_variables):
         np.testing.assert_array_equal(v.numpy(), r.numpy())
 
@@ -332,7 +335,7 @@ def test_accumulating_two_micro_batches_of_4_equals_one_batch_of_8_with_xla():
         return tape.gradient(loss, variables), {"loss": loss, "count": tf.shape(xs)[0]}
 
     batch = {"x": tf.constant(x), "y": tf.constant(y)}
-    grads, outputs = opt_lib.accumulate_gradients(grad_fn, batch, variables, 2)
+    grads, outputs = gradients.accumulate_gradients(grad_fn, batch, variables, 2)
     for g, f in zip(grads, full):
         np.testing.assert_allclose(g.numpy(), f.numpy(), rtol=1e-5, atol=1e-7)
     assert int(outputs["count"]) == 8
@@ -340,19 +343,19 @@ def test_accumulating_two_micro_batches_of_4_equals_one_batch_of_8_with_xla():
                                np.sum(np.square(model(x).numpy() - y)) / 8.0, rtol=1e-5)
     with pytest.raises(ValueError, match="batch dimension 8 is not divisible by "
                                          "accumulation_steps=3"):
-        opt_lib.accumulate_gradients(grad_fn, batch, variables, 3)
+        gradients.accumulate_gradients(grad_fn, batch, variables, 3)
 
     # One compiled (XLA) step: accumulate 2 × 4, clip, apply == one eager step on 8.
     reference = _small_model()
     ref_optimizer = opt_lib.build_optimizer(_config(), 10, reference)
-    ref_norm = opt_lib.apply_gradients(ref_optimizer, _loss_grads(reference, x, y),
+    ref_norm = gradients.apply_gradients(ref_optimizer, _loss_grads(reference, x, y),
                                        reference.trainable_variables)
     optimizer = opt_lib.build_optimizer(_config(), 10, model)
 
     @tf.function(jit_compile=True)
     def step(batch):
-        grads, _ = opt_lib.accumulate_gradients(grad_fn, batch, variables, 2)
-        return opt_lib.apply_gradients(optimizer, grads, variables)
+        grads, _ = gradients.accumulate_gradients(grad_fn, batch, variables, 2)
+        return gradients.apply_gradients(optimizer, grads, variables)
 
     np.testing.assert_allclose(float(step(batch)), float(ref_norm), rtol=1e-5)
     for v, r in zip(variables, reference.trainable_variables):
@@ -372,7 +375,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from test_optimization import _config, _loss_grads, _regression_batch, _small_model
-    from electra_tf import optimization as opt_lib
+    from electra_tf.training import gradients
+    from electra_tf.training import optimization as opt_lib
 
     x, y = _regression_batch()
 
@@ -387,7 +391,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
             scale = getattr(optimizer, "scale_loss", None)
             grads = _loss_grads(model, xs, ys, scale=scale)
             if how == "helper":
-                return opt_lib.apply_gradients(optimizer, grads, variables)
+                return gradients.apply_gradients(optimizer, grads, variables)
             optimizer.apply(grads, variables)  # the model.fit path
             return tf.constant(0.0)
 

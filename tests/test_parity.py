@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from electra_tf.config import load_config
-from electra_tf.pretrainer import ElectraPretrainer
+from electra_tf.config_io import load_config
+from electra_tf.objective.pretrainer import ElectraPretrainer
 from electra_tf.tokenizer import Tokenizer
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

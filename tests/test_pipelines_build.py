@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import data
-from electra_tf.tokenizer import Tokenizer, normalize
+from electra_tf import corpus
+from electra_tf.tokenizer import normalize
+from electra_tf.training import input as input_lib
+from electra_tf.training import records as records_lib
 from pipelines.build_pretraining_data import BuildOptions, build_pretraining_data, parse_args
 from pipelines.inputs import InputOptions, PipelineError
 
-CORPUS = os.path.join(os.path.dirname(data.__file__), "resources", "corpus")
+CORPUS = corpus.corpus_dir()
 SEQ_LENGTH = 32
 
 
@@ -71,11 +73,6 @@ def built(tmp_path_factory):
     return corpus, documents, out, metadata
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer()
-
-
 def test_counts_name_every_skip_and_repair(built):
     _, _, out, metadata = built
     counts = metadata["counts"]
@@ -110,7 +107,7 @@ def test_metadata_follows_the_contract(built, tokenizer):
 def _examples(out) -> dict:
     files = sorted(tf.io.gfile.glob(os.path.join(out, "*.tfrecord")))
     records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
-    spec = {k: tf.io.FixedLenFeature([SEQ_LENGTH], tf.int64) for k in data.FEATURES}
+    spec = {k: tf.io.FixedLenFeature([SEQ_LENGTH], tf.int64) for k in records_lib.FEATURES}
     return {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
 
 
@@ -160,9 +157,9 @@ def test_two_workers_write_byte_identical_output(built, tmp_path):
 
 def test_pretraining_reader_accepts_the_output(built, tokenizer):
     _, _, out, metadata = built
-    shards = data.find_shards(str(out), SEQ_LENGTH, tokenizer, split="train")
+    shards = input_lib.find_shards(str(out), SEQ_LENGTH, tokenizer, split="train")
     assert shards.num_examples == metadata["splits"]["train"]["num_examples"]
-    batch = next(iter(data.pretraining_dataset(shards, batch_size=4, seed=0)))
+    batch = next(iter(input_lib.pretraining_dataset(shards, batch_size=4, seed=0)))
     assert {k: tuple(v.shape) for k, v in batch.items()} == {
         "token_ids": (4, SEQ_LENGTH), "segment_ids": (4, SEQ_LENGTH),
         "padding_mask": (4, SEQ_LENGTH), "example_index": (4,)}
@@ -187,8 +184,8 @@ def test_original_format_gzip_and_overwrite(built, tmp_path, tokenizer):
                                                compression_type="GZIP")))
     assert sorted(tf.train.Example.FromString(record.numpy()).features.feature) == [
         "input_ids", "input_mask", "segment_ids"]
-    shards = data.find_shards(str(out), SEQ_LENGTH, tokenizer)
-    batch = next(iter(data.pretraining_dataset(shards, batch_size=2, seed=0)))
+    shards = input_lib.find_shards(str(out), SEQ_LENGTH, tokenizer)
+    batch = next(iter(input_lib.pretraining_dataset(shards, batch_size=2, seed=0)))
     assert set(batch) == {"token_ids", "segment_ids", "padding_mask", "example_index"}
 
 

@@ -1,18 +1,16 @@
 """Learning a WordPiece vocabulary: Beam + tensorflow-text's learner (pipelines/build_vocab.py)."""
 
 import gzip
-import os
 
 import pytest
 import tensorflow as tf
 
-from electra_tf import data
+from electra_tf import corpus
 from electra_tf.tokenizer import SPECIAL_TOKENS, Tokenizer
 from pipelines.build_vocab import VocabOptions, build_vocab
 from pipelines.inputs import InputOptions, PipelineError
 
-MOBY_DICK = os.path.join(os.path.dirname(data.__file__), "resources", "corpus",
-                         "moby_dick.txt.gz")
+MOBY_DICK = corpus.corpus_path("moby_dick")
 
 
 def _rates(vocab_path: str, lines: list[bytes]) -> tuple[float, float]:

@@ -24,11 +24,14 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from electra_tf import classifier, export, predict
-from electra_tf.config import load_config
-from electra_tf.serving_client import (GrpcClient, RestClient, ServingError, connect,
+from electra_tf import predict
+from electra_tf.config_io import load_config
+from electra_tf.finetuning import classifier
+from electra_tf.serving import export
+from electra_tf.serving import predict as predict_lib
+from electra_tf.serving.client import (GrpcClient, RestClient, ServingError, connect,
                                        parse_server)
-from electra_tf.tasks import TaskInfo
+from electra_tf.finetuning.tasks import TaskInfo
 from electra_tf.tokenizer import tokenizer_from_config
 
 LABELS = ("austen", "moby_dick", "sotu")
@@ -49,7 +52,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(model_dir):
-    return predict.LocalModel(model_dir)
+    return predict_lib.LocalModel(model_dir)
 
 
 def _signature_def(model_dir: str):
@@ -199,7 +202,7 @@ def test_local_model_edge_cases(local, model_dir):
     # 2-D array (once a "Graph execution error") are refused by name, before a model loads.
     with pytest.raises(ServingError, match=r"^input 'text' is a str; expected a list of "
                                            r"strings, shape \[batch\]$"):
-        predict.predict_texts(model_dir, "one text")
+        predict_lib.predict_texts(model_dir, "one text")
     with pytest.raises(ServingError, match=r"^input 'text' has shape \[1, 2\]; expected a list "
                                            r"of strings, shape \[batch\]$"):
         local.predict({"text": np.array([["a", "b"]])})

@@ -8,10 +8,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from electra_tf import config as config_lib
-from electra_tf import pretrain
+from electra_tf import config_io, pretrain
 from electra_tf.tokenizer import Tokenizer
-from test_data import corpus_examples, write_data
 
 
 def test_help_lists_every_set_key_without_loading_tensorflow():
@@ -21,7 +19,7 @@ def test_help_lists_every_set_key_without_loading_tensorflow():
          "print('tensorflow' in sys.modules)"],
         capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    for row in config_lib.override_keys():
+    for row in config_io.override_keys():
         assert row in run.stdout
     assert "train.batch_size (int, default 128)" in run.stdout
     assert "{cpu,gpu,mirrored,multi_worker,tpu}" in run.stdout
@@ -37,7 +35,8 @@ def test_bad_set_key_is_a_usage_error(capsys):
     assert "unknown config key 'train.num_step'" in err and "num_steps" in err
 
 
-def test_unfinished_data_is_an_error_naming_the_directory(tmp_path, capsys):
+def test_unfinished_data_is_an_error_naming_the_directory(tmp_path, capsys, corpus_examples,
+                                                           write_data):
     tokenizer = Tokenizer()
     write_data(tmp_path / "data", tokenizer, corpus_examples(tokenizer, 8), num_shards=1,
                completed=False)
@@ -47,7 +46,8 @@ def test_unfinished_data_is_an_error_naming_the_directory(tmp_path, capsys):
     assert f"error: {tmp_path / 'data'}: no COMPLETED marker" in capsys.readouterr().err
 
 
-def test_damaged_shard_stops_training_with_its_name(tmp_path, capsys):
+def test_damaged_shard_stops_training_with_its_name(tmp_path, capsys, corpus_examples,
+                                                    write_data):
     tokenizer = Tokenizer()
     pattern = write_data(tmp_path / "data", tokenizer, corpus_examples(tokenizer, 64),
                          num_shards=2)

@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.config import load_config
+from electra_tf.config_io import load_config
 from electra_tf.corpus import corpus_path, read_documents
-from electra_tf.optimization import build_optimizer
-from electra_tf.pretrainer import ELECTRA_METRICS, MLM_METRICS, ElectraPretrainer
-from electra_tf.tokenizer import Tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer()
+from electra_tf.objective.pretrainer import ELECTRA_METRICS, MLM_METRICS, ElectraPretrainer
+from electra_tf.training.optimization import build_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +153,10 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     # Graph rewrites cost seconds per trace here and change no value that is compared.
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     import numpy as np
-    from electra_tf.config import load_config
-    from electra_tf.embeddings import SeededDropout
-    from electra_tf.optimization import build_optimizer
-    from electra_tf.pretrainer import ElectraPretrainer
+    from electra_tf.config_io import load_config
+    from electra_tf.models.layers import SeededDropout
+    from electra_tf.objective.pretrainer import ElectraPretrainer
+    from electra_tf.training.optimization import build_optimizer
 
     small = ["model.dropout_rate=0.0", "model.attention_dropout_rate=0.0", "model.num_layers=1"]
     special = {"[CLS]": 101, "[SEP]": 102, "[MASK]": 103}

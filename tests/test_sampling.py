@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.sampling import (SAMPLING_STREAM, example_seeds, gumbel_max_sample,
+from electra_tf.objective.sampling import (SAMPLING_STREAM, example_seeds, gumbel_max_sample,
                                  replace_tokens, uniform)
 
 

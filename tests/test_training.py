@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf import config as config_lib
-from electra_tf import distribute, training
-from electra_tf.optimization import WarmupPolynomialDecay
-from electra_tf.pretrainer import ELECTRA_METRICS
+from electra_tf import config_io
+from electra_tf.objective.pretrainer import ELECTRA_METRICS
 from electra_tf.tokenizer import Tokenizer
-from test_data import corpus_examples, write_data
+from electra_tf.training import checkpointing, distribute, loop, progress
+from electra_tf.training.schedules import WarmupPolynomialDecay
 
 # A short schedule: 12 steps, checkpoints every 4, logs every 3.
 OVERRIDES = ("model.num_layers=1", "train.num_steps=12", "train.checkpoint_every=4",
@@ -25,11 +24,11 @@ OVERRIDES = ("model.num_layers=1", "train.num_steps=12", "train.checkpoint_every
 
 
 def tiny_config(*more):
-    return config_lib.load_config("debug_tiny", OVERRIDES + more)
+    return config_io.load_config("debug_tiny", OVERRIDES + more)
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, corpus_examples, write_data):
     tokenizer = Tokenizer()
     directory = tmp_path_factory.mktemp("data")
     write_data(directory, tokenizer, corpus_examples(tokenizer, 128))
@@ -39,7 +38,7 @@ def data_dir(tmp_path_factory):
 
 
 def read_log(model_dir, split="train"):
-    with open(os.path.join(model_dir, training.METRICS_FILE)) as f:
+    with open(os.path.join(model_dir, progress.METRICS_FILE)) as f:
         return [r for r in map(json.loads, f) if r["split"] == split]
 
 
@@ -58,7 +57,7 @@ def reference(data_dir, tmp_path_factory):
     """An uninterrupted run with evaluation: the reference every resumed run must reproduce."""
     model_dir = str(tmp_path_factory.mktemp("reference"))
     lines = []
-    result = training.run_pretraining(tiny_config(), data_dir, model_dir,
+    result = loop.run_pretraining(tiny_config(), data_dir, model_dir,
                                       distribute.make_strategy("cpu"), eval_pattern=data_dir,
                                       echo=lines.append)
     return model_dir, result, lines
@@ -101,7 +100,7 @@ def test_run_writes_logs_tensorboard_checkpoints_config_and_pretrained(reference
     assert set(ELECTRA_METRICS) <= set(scalar_tags(os.path.join(model_dir, "eval")))
 
     names = [name for name, _ in tf.train.list_variables(result.checkpoint)]
-    assert set(training.CHECKPOINT_KEYS) <= {name.split("/")[0] for name in names}
+    assert set(checkpointing.CHECKPOINT_KEYS) <= {name.split("/")[0] for name in names}
     for stable in ("model/discriminator/layer_0/", "model/generator/layer_0/",
                    "model/embeddings/word_embeddings/", "model/rtd_head/", "model/mlm_head/",
                    "optimizer/iteration/", "seed_generators/electra_pretrainer.Sdiscriminator"):
@@ -109,7 +108,7 @@ def test_run_writes_logs_tensorboard_checkpoints_config_and_pretrained(reference
     assert not any("_trainable_variables" in name for name in names)
     assert sorted(f for f in os.listdir(model_dir) if f.endswith(".index")) == [
         "ckpt-12.index", "ckpt-4.index", "ckpt-8.index"]
-    assert config_lib.load_saved_config(model_dir) == config
+    assert config_io.load_saved_config(model_dir) == config
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["tokenizer"] == Tokenizer().settings()
     pretrained = os.listdir(os.path.join(model_dir, "pretrained"))
@@ -119,13 +118,13 @@ def test_run_writes_logs_tensorboard_checkpoints_config_and_pretrained(reference
 def test_restart_after_completion_and_incompatible_config(reference, data_dir):
     model_dir, _, _ = reference
     strategy = distribute.make_strategy("cpu")
-    again = training.run_pretraining(tiny_config(), data_dir, model_dir, strategy,
+    again = loop.run_pretraining(tiny_config(), data_dir, model_dir, strategy,
                                      echo=lambda line: None)
     assert (again.step, again.completed, again.resumed_from) == (12, True, 12)
     assert len(read_log(model_dir)) == 12
-    with pytest.raises(training.TrainingError,
+    with pytest.raises(checkpointing.TrainingError,
                        match=r"model.hidden_size: 32 -> 64.*use a new --model_dir"):
-        training.run_pretraining(tiny_config("model.hidden_size=64"), data_dir, model_dir,
+        loop.run_pretraining(tiny_config("model.hidden_size=64"), data_dir, model_dir,
                                  strategy)
 
 
@@ -136,7 +135,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(reference, data_dir, tmp_path):
         if line.startswith("step  3/"):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    stopped = training.run_pretraining(tiny_config(), data_dir, model_dir,
+    stopped = loop.run_pretraining(tiny_config(), data_dir, model_dir,
                                        distribute.make_strategy("cpu"), echo=echo)
     assert (stopped.step, stopped.completed) == (4, False)
     assert stopped.checkpoint == os.path.join(model_dir, "ckpt-4")
@@ -154,7 +153,7 @@ def test_sigterm_during_evaluation_stops_at_once_with_a_checkpoint(data_dir, tmp
         if line.startswith("step  2/"):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    stopped = training.run_pretraining(config, data_dir, model_dir,
+    stopped = loop.run_pretraining(config, data_dir, model_dir,
                                        distribute.make_strategy("cpu"), eval_pattern=data_dir,
                                        echo=echo)
     assert (stopped.step, stopped.completed, stopped.eval_metrics) == (2, False, {})
@@ -195,8 +194,8 @@ def test_warm_start_then_non_finite_loss_stops_at_the_last_good_checkpoint(
     config = tiny_config("optimizer.learning_rate=1.0e+30", "optimizer.warmup_steps=1",
                          "train.checkpoint_every=1")
     model_dir = str(tmp_path)
-    with pytest.raises(training.TrainingError, match="non-finite loss at step 3") as e:
-        training.run_pretraining(config, data_dir, model_dir, distribute.make_strategy("cpu"),
+    with pytest.raises(checkpointing.TrainingError, match="non-finite loss at step 3") as e:
+        loop.run_pretraining(config, data_dir, model_dir, distribute.make_strategy("cpu"),
                                  init_from=reference[0], echo=lambda line: None)
     last_good = os.path.join(model_dir, "ckpt-2")
     assert f"the last good checkpoint is {last_good}" in str(e.value)

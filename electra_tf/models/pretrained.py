@@ -2,7 +2,7 @@
 
 Layout of a pre-trained model directory (docs/architecture.md)::
 
-    DIR/config.yaml  DIR/config.json   effective config (electra_tf.config.save_config)
+    DIR/config.yaml  DIR/config.json   effective config (electra_tf.config_io.save_config)
     DIR/vocab.txt                     copy of the vocabulary
     DIR/tokenizer.json                Tokenizer.settings()
     DIR/discriminator.weights.h5      ElectraEncoder weights (Keras 3 save_weights)
@@ -21,11 +21,12 @@ from typing import Optional
 
 import tensorflow as tf
 
-from electra_tf.config import Config, load_saved_config, save_config
-from electra_tf.embeddings import ElectraEmbeddings, derive_seed
-from electra_tf.encoder import ElectraEncoder
-from electra_tf.heads import MaskedLMHead
-from electra_tf.pretrainer import MaskedLanguageModel
+from electra_tf.config import Config
+from electra_tf.config_io import load_saved_config, save_config
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.encoder import ElectraEncoder
+from electra_tf.models.heads import MaskedLanguageModel, MaskedLMHead
+from electra_tf.models.layers import derive_seed
 from electra_tf.tokenizer import Tokenizer
 
 DISCRIMINATOR_WEIGHTS = "discriminator.weights.h5"

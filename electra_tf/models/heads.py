@@ -1,5 +1,6 @@
-"""Heads on top of :class:`~electra_tf.encoder.ElectraEncoder`: generator MLM, discriminator
-replaced-token detection, and sequence classification.
+"""Heads on top of :class:`~electra_tf.models.encoder.ElectraEncoder`: generator MLM,
+discriminator replaced-token detection, and sequence classification; and
+:class:`MaskedLanguageModel`, an encoder with its MLM head (the saved form of a generator).
 
 Each head mirrors a scope of google-research/electra: ``generator_predictions``
 (``_get_masked_lm_output``), ``discriminator_predictions`` (``_get_discriminator_output``) and
@@ -13,10 +14,10 @@ import keras
 import tensorflow as tf
 
 from electra_tf.config import ModelConfig
-from electra_tf.embeddings import (ElectraEmbeddings, SeededDropout, derive_seed,
-                                   model_config_from_dict, model_config_to_dict,
-                                   weight_initializer)
-from electra_tf.encoder import activation_fn
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.encoder import ElectraEncoder, activation_fn
+from electra_tf.models.layers import (SeededDropout, derive_seed, model_config_from_dict,
+                                      model_config_to_dict, weight_initializer)
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
@@ -201,3 +202,46 @@ class ClassificationHead(keras.layers.Layer):
         config.update({"num_outputs": self.num_outputs, "dropout_rate": self.dropout_rate,
                        "initializer_range": self.initializer_range, "seed": self.seed})
         return config
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class MaskedLanguageModel(keras.Model):
+    """An encoder with its :class:`MaskedLMHead`: the form in which a generator is saved.
+
+    Call args:
+      inputs: dict with ``token_ids``, ``segment_ids``, ``padding_mask`` and ``positions``
+        (int [batch, predictions]).
+
+    Returns:
+      logits, float32 [batch, predictions, vocab_size].
+    """
+
+    def __init__(self, encoder: ElectraEncoder, head: MaskedLMHead, **kwargs):
+        kwargs.setdefault("name", "masked_lm")
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = head
+        self.build()
+
+    def build(self, input_shape=None):
+        if not self.encoder.built:
+            self.encoder.build()
+        if not self.head.built:
+            self.head.build((None, None, self.encoder.model_config.hidden_size), (None, None))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.head(self.encoder(inputs, training=training), inputs["positions"])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"encoder": keras.saving.serialize_keras_object(self.encoder),
+                       "head": keras.saving.serialize_keras_object(self.head)})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "head"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -2,13 +2,14 @@
 
 1. tokenize the packaged corpus and print its statistics;
 2. preprocess it with the Beam pipeline (DirectRunner) into sharded TFRecords;
-3. pre-train ELECTRA (`configs/demo.yaml`), printing replaced-token precision/recall as they rise;
+3. pre-train ELECTRA (`electra_tf/configs/demo.yaml`), printing replaced-token precision/recall
+   as they rise;
 4. fine-tune the discriminator on the demo task (which source is a passage from?) next to a
    randomly initialised baseline;
 5. export a SavedModel that takes raw text (TF Serving layout);
 6. predict a few sentences from that SavedModel in a fresh process.
 
-Usage: python -m electra_tf.demo [--output_dir demo_output] [--set section.key=value ...]
+Usage: python -m examples.demo [--output_dir demo_output] [--set section.key=value ...]
 Re-running resumes pre-training from its checkpoint and rebuilds the other steps.
 """
 
@@ -27,7 +28,7 @@ import time
 import tensorflow as tf
 
 from electra_tf import corpus
-from electra_tf.config import load_config
+from electra_tf.config_io import load_config
 from electra_tf.tokenizer import Tokenizer
 
 DEMO_SENTENCES = [
@@ -81,8 +82,8 @@ def preprocess(out: str, config) -> str:
 
 
 def pretrain(out: str, data_dir: str, config) -> str:
-    from electra_tf.distribute import make_strategy
-    from electra_tf.training import run_pretraining
+    from electra_tf.training.distribute import make_strategy
+    from electra_tf.training.loop import run_pretraining
 
     model_dir = os.path.join(out, "pretrain")
     result = run_pretraining(config, data_dir, model_dir, make_strategy("cpu"),
@@ -93,9 +94,9 @@ def pretrain(out: str, data_dir: str, config) -> str:
 
 
 def finetune(out: str, model_dir: str, config):
-    from electra_tf import classifier, tasks
-    from electra_tf.demo_task import build_demo_task
-    from electra_tf.pretrained import load_pretrained
+    from electra_tf.finetuning import loop, tasks
+    from electra_tf.models.pretrained import load_pretrained
+    from examples.demo_task import build_demo_task
 
     paths = build_demo_task(os.path.join(out, "demo_task"), seed=config.train.seed)
     print(f"  task: {paths['counts']} → {os.path.dirname(paths['train'])}")
@@ -110,8 +111,8 @@ def finetune(out: str, model_dir: str, config):
             ft_config = _with_finetune_section(ft_config, config)
         else:
             ft_config, tokenizer, encoder = config, Tokenizer(), None
-        results[name] = classifier.run_finetuning(ft_config, tokenizer, task, train, dev,
-                                                  run_dir, encoder, init=init or "none")
+        results[name] = loop.run_finetuning(ft_config, tokenizer, task, train, dev, run_dir,
+                                            encoder, init=init or "none")
     return results, dev
 
 
@@ -179,7 +180,7 @@ def main(argv=None) -> None:
     print(f"  majority-class baseline: accuracy {1 / 3:.3f} ({time.time() - t:.0f}s)")
 
     t = _banner("5/6", "export a SavedModel that takes raw text (TF Serving layout)")
-    from electra_tf.export import export_classifier
+    from electra_tf.serving.export import export_classifier
 
     export_root = os.path.join(out, "exports", "books")
     export_classifier(results["pre-trained"].best_run_dir, export_root,

@@ -22,7 +22,7 @@ with full avalanche) and ``φ = 0x9E3779B9``. It is integer arithmetic, so it gi
 inside and outside XLA, which TensorFlow's and XLA's Philox kernels do not. The tests check
 uniformity, bit balance, and independence across neighbouring elements and across keys; dropout
 masks and sampling noise need no more than that. Each dropout layer's key comes from its seeded,
-checkpointed stream (``embeddings.SeededDropout``), so masks depend only on the config seed, the
+checkpointed stream (``layers.SeededDropout``), so masks depend only on the config seed, the
 call count and the replica.
 """
 

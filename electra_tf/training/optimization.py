@@ -4,7 +4,7 @@ What the reference does, and where it lives here:
 
 - learning rate ``lr · (1 − min(t,T)/T)^p · min(1, t/W)`` (polynomial decay to
   ``end_learning_rate`` with the linear warmup *multiplied into* it):
-  :class:`WarmupPolynomialDecay`;
+  :class:`~electra_tf.training.schedules.WarmupPolynomialDecay`;
 - Adam (β1 0.9, β2 0.999, ε 1e-6) **without bias correction** and decoupled weight decay added
   to the update, ``w ← w − lr · (m / (√v + ε) + wd · w)``: :class:`AdamWeightDecay`; LAMB for
   large batches: :class:`Lamb`;
@@ -13,83 +13,30 @@ What the reference does, and where it lives here:
   reference's name patterns ``LayerNorm``/``layer_norm`` would decay every LayerNorm gamma;
 - global-norm clipping (1.0) of the gradient of the whole global batch. Keras 3 clips each
   replica's partial gradient and sums across replicas afterwards; our optimizers sum first, then
-  clip (:meth:`AdamWeightDecay._clip_gradients`), and :func:`apply_gradients` does the sum once and
-  returns the norm for logging;
+  clip (:meth:`AdamWeightDecay._clip_gradients`), and
+  :func:`~electra_tf.training.gradients.apply_gradients` does the sum once and returns the norm
+  for logging;
 - layer-wise learning-rate decay for fine-tuning (``finetune`` ``_get_layer_lrs``):
   :func:`layerwise_lr_multipliers`, applied per variable inside the update;
-- gradient accumulation over micro-batches inside one step: :func:`accumulate_gradients`;
+- gradient accumulation over micro-batches inside one step:
+  :func:`~electra_tf.training.gradients.accumulate_gradients`;
 - :func:`build_optimizer` puts schedule, optimizer, exclusions and loss scaling together.
 
 Everything here runs inside ``tf.function`` (and under ``jit_compile``) and under
 ``tf.distribute`` strategies; build optimizers inside ``strategy.scope()``.
 """
-
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
 
 from electra_tf.config import OptimizerConfig
+from electra_tf.training.schedules import WarmupPolynomialDecay, warmup_steps
 
 Layers = Union[keras.layers.Layer, Sequence[keras.layers.Layer]]
-
-
-# ---------------------------------------------------------------------------------------------
-# Learning-rate schedule.
-
-@keras.saving.register_keras_serializable(package="electra_tf")
-class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Polynomial decay times a linear warmup factor, as the reference ``create_optimizer``.
-
-    ``rate(t) = ((lr − end) · (1 − min(t, T) / T)^power + end) · min(1, t / W)``
-
-    The warmup multiplies the decayed rate (it does not replace it): at ``t = W`` the rate is
-    ``lr · (1 − W/T)^power``, not ``lr``. At ``t = 0`` the rate is 0, so the reference's first
-    step does not move the weights; neither does ours.
-
-    Args:
-      learning_rate: peak rate ``lr``.
-      decay_steps: ``T``, the total number of optimizer steps; the rate stays at
-        ``end_learning_rate`` after it.
-      warmup_steps: ``W`` (may be fractional, e.g. 10% of ``T``); 0 disables warmup.
-      end_learning_rate: rate reached at ``t = T``.
-      power: exponent ``p`` of the decay (1 = linear).
-    """
-
-    def __init__(self, learning_rate: float, decay_steps: int, warmup_steps: float = 0.0,
-                 end_learning_rate: float = 0.0, power: float = 1.0):
-        if decay_steps <= 0:
-            raise ValueError(f"WarmupPolynomialDecay: decay_steps={decay_steps} must be > 0 "
-                             "(the total number of optimizer steps)")
-        if warmup_steps < 0:
-            raise ValueError(f"WarmupPolynomialDecay: warmup_steps={warmup_steps} must be >= 0")
-        self.learning_rate = float(learning_rate)
-        self.decay_steps = int(decay_steps)
-        self.warmup_steps = float(warmup_steps)
-        self.end_learning_rate = float(end_learning_rate)
-        self.power = float(power)
-
-    def __call__(self, step):
-        """Returns the rate (float32 scalar) for ``step`` (integer or float scalar tensor)."""
-        step = tf.cast(step, tf.float32)
-        progress = tf.minimum(step, float(self.decay_steps)) / float(self.decay_steps)
-        rate = ((self.learning_rate - self.end_learning_rate) * (1.0 - progress) ** self.power
-                + self.end_learning_rate)
-        if self.warmup_steps > 0:
-            rate *= tf.minimum(1.0, step / self.warmup_steps)
-        return rate
-
-    def get_config(self) -> dict:
-        return {
-            "learning_rate": self.learning_rate,
-            "decay_steps": self.decay_steps,
-            "warmup_steps": self.warmup_steps,
-            "end_learning_rate": self.end_learning_rate,
-            "power": self.power,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +101,7 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
                 raise ValueError(
                     f"{type(self).__name__} does not support {name}={kwargs[name]!r}: it clips "
                     "the global norm of the cross-replica gradient (global_clipnorm) and "
-                    "accumulates with electra_tf.optimization.accumulate_gradients")
+                    "accumulates with electra_tf.training.gradients.accumulate_gradients")
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay or None,
                          global_clipnorm=global_clipnorm or None, **kwargs)
         self.beta_1 = beta_1
@@ -385,14 +332,7 @@ def layerwise_lr_multipliers(encoder, head_variables: Iterable, decay: float) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# Building and applying.
-
-def warmup_steps(config: OptimizerConfig, num_train_steps: int) -> float:
-    """``W``: ``warmup_fraction · T`` when the fraction is > 0 (fine-tuning), else warmup_steps."""
-    if config.warmup_fraction > 0:
-        return config.warmup_fraction * num_train_steps
-    return float(config.warmup_steps)
-
+# Building.
 
 def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers,
                     lr_multipliers: Optional[dict[str, float]] = None, *,
@@ -439,117 +379,3 @@ def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers
                          "mixed_float16, mixed_bfloat16")
     optimizer.build(variables)
     return optimizer
-
-
-def _inner(optimizer: keras.optimizers.Optimizer) -> AdamWeightDecay:
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if not isinstance(inner, AdamWeightDecay):
-        raise TypeError(f"expected an electra_tf AdamWeightDecay/Lamb (possibly inside a "
-                        f"LossScaleOptimizer), got {type(inner).__name__}")
-    return inner
-
-
-def apply_gradients(optimizer: keras.optimizers.Optimizer, grads: Sequence[Optional[tf.Tensor]],
-                    variables: Sequence[keras.Variable]) -> tf.Tensor:
-    """One optimizer step from this replica's gradients; returns the global gradient norm.
-
-    Sums the gradients across replicas once (a no-op on one device), then applies them: the
-    optimizer clips that sum to ``global_clipnorm`` and updates the variables without summing
-    again. With a ``LossScaleOptimizer``, pass the gradients of ``optimizer.scale_loss(loss)``;
-    the finiteness check then sees the same summed gradients on every replica, and a step with
-    non-finite gradients is skipped (the returned norm is then inf or nan).
-
-    Args:
-      optimizer: from :func:`build_optimizer`.
-      grads: gradients of this replica's loss, aligned with ``variables``; normalize the loss by
-        the *global* batch (all replicas, all micro-batches) so that the sum is the gradient of
-        the global batch. None entries (unused variables) are skipped.
-      variables: the trained variables.
-
-    Returns:
-      float32 scalar: the global norm of the summed, unscaled gradient before clipping (for
-      TensorBoard).
-    """
-    inner = _inner(optimizer)
-    # Embedding lookups give IndexedSlices with one row per lookup; global_norm would square
-    # repeated rows separately instead of summing them first, so norm and clipping need dense.
-    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-    grads = _cross_replica_sum(grads)
-    norm = tf.linalg.global_norm([g for g in grads if g is not None])
-    if inner is not optimizer:
-        if not optimizer.built:
-            optimizer.build(list(variables))
-        norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
-    with inner._gradients_already_summed():
-        optimizer.apply(grads, variables)
-    return norm
-
-
-def accumulate_gradients(
-    grad_fn: Callable[[Any], tuple[Sequence[Optional[tf.Tensor]], Any]],
-    batch: Any,
-    variables: Sequence[keras.Variable],
-    accumulation_steps: int,
-) -> tuple[list[Optional[tf.Tensor]], Any]:
-    """Sums ``grad_fn`` over ``accumulation_steps`` equal micro-batches of ``batch``.
-
-    The micro-batches run one after the other in a ``tf.while_loop``, so only one micro-batch's
-    activations are alive at a time (the point of accumulating: Base/Large batch sizes on real
-    GPUs). Clip and apply the sum afterwards with :func:`apply_gradients`: one optimizer step,
-    clipped after accumulating, as one step on the whole batch.
-
-    Args:
-      grad_fn: ``grad_fn(micro_batch) -> (grads, outputs)``: ``grads`` aligned with
-        ``variables`` (None for a variable the loss does not use), ``outputs`` a nest of tensors
-        to be summed over micro-batches (loss numerators, counts...). Normalize the loss by the
-        number of examples/tokens of the *global* batch, so the sum equals the gradient of the
-        whole batch.
-      batch: a nest of tensors with a common leading (batch) dimension ``B`` divisible by
-        ``accumulation_steps``; micro-batch ``i`` holds rows ``[i·B/k, (i+1)·B/k)``.
-      variables: the trained variables (dense accumulators take their shapes).
-      accumulation_steps: ``k`` >= 1; 1 calls ``grad_fn(batch)`` once.
-
-    Returns:
-      ``(grads, outputs)`` summed over the micro-batches; ``grads`` dense, None where
-      ``grad_fn`` returned None.
-    """
-    if accumulation_steps < 1:
-        raise ValueError(f"accumulation_steps={accumulation_steps} must be >= 1")
-    if accumulation_steps == 1:
-        grads, outputs = grad_fn(batch)
-        return list(grads), outputs
-    k = accumulation_steps
-
-    def split(t):
-        size = t.shape[0]
-        if size is not None and size % k:
-            raise ValueError(f"accumulate_gradients: batch dimension {size} is not divisible by "
-                             f"accumulation_steps={k}")
-        return tf.reshape(t, tf.concat([[k, -1], tf.shape(t)[1:]], axis=0))
-
-    micro_batches = tf.nest.map_structure(split, batch)
-
-    def micro_grads(i):
-        grads, outputs = grad_fn(tf.nest.map_structure(lambda t: t[i], micro_batches))
-        grads = list(grads)
-        if len(grads) != len(variables):
-            raise ValueError(f"grad_fn returned {len(grads)} gradients for {len(variables)} "
-                             "variables")
-        return grads, outputs
-
-    first, outputs = micro_grads(0)
-    present = [i for i, g in enumerate(first) if g is not None]
-    dense = lambda g, v: tf.cast(tf.convert_to_tensor(g), v.dtype)  # noqa: E731
-    sums = [dense(first[i], variables[i]) for i in present]
-
-    def body(i, sums, outputs):
-        grads, more = micro_grads(i)
-        sums = [s + dense(grads[j], variables[j]) for s, j in zip(sums, present)]
-        return i + 1, sums, tf.nest.map_structure(tf.add, outputs, more)
-
-    _, sums, outputs = tf.while_loop(
-        lambda i, *_: i < k, body, (tf.constant(1), sums, outputs), parallel_iterations=1)
-    grads: list[Optional[tf.Tensor]] = [None] * len(variables)
-    for j, s in zip(present, sums):
-        grads[j] = s
-    return grads, outputs

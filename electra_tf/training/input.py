@@ -9,46 +9,38 @@ config and the tokenizer; :func:`pretraining_dataset` turns the shards into batc
     example_index                          int32 [batch]  (position in the batch, 0 … batch − 1)
 
 Records in the original ELECTRA format (``input_ids``, ``input_mask``, ``segment_ids``) are
-renamed on parsing, so nothing downstream knows about them. google-research/electra's
-``build_pretraining_dataset.py`` writes no ``metadata.json``: a directory with neither marker
-and no shards named like ours (``train-00000-of-00004.tfrecord``, which without ``COMPLETED``
-are an unfinished run of our pipeline) is read as such records, with the format and sequence
-length taken from its first record; the tokenizer cannot be verified and a warning says so.
+renamed on parsing (:mod:`electra_tf.training.records`), so nothing downstream knows about
+them. google-research/electra's ``build_pretraining_dataset.py`` writes no ``metadata.json``:
+a directory with neither marker and no shards named like ours (``train-00000-of-00004.tfrecord``,
+which without ``COMPLETED`` are an unfinished run of our pipeline) is read as such records, with
+the format and sequence length taken from its first record; the tokenizer cannot be verified
+and a warning says so.
 
 Empty data is refused here, before any training: tf.data would repeat a file list whose files
 hold no record forever, producing nothing and ignoring SIGTERM.
 
 Corrupted shards: TensorFlow's reader reports ``corrupted record at <offset>`` without naming the
-file. :func:`scan_shard` re-reads a shard in Python, checking the TFRecord framing and both CRCs,
-and says which file and which record is bad. :func:`explain_read_error` uses it after a failed
-read; with ``skip_corrupt`` every shard is scanned up front and a damaged shard contributes only
-the records before the damage.
+file. :func:`~electra_tf.training.records.scan_shard` re-reads a shard in Python, checking the
+TFRecord framing and both CRCs, and says which file and which record is bad.
+:func:`explain_read_error` uses it after a failed read; with ``skip_corrupt`` every shard is
+scanned up front and a damaged shard contributes only the records before the damage.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import gzip
 import json
 import logging
 import os
 import re
-import struct
-import zlib
 from typing import Optional
 
-import google_crc32c
 import tensorflow as tf
 
 from electra_tf.tokenizer import Tokenizer, TokenizerError
+from electra_tf.training.records import (COMPRESSIONS, FEATURES, FORMATS, ORIGINAL_FEATURES,
+                                         _parser, scan_shards)
 
-FEATURES = ("token_ids", "segment_ids", "padding_mask")
-# The original ELECTRA (google-research/electra build_pretraining_dataset.py) record keys.
-ORIGINAL_FEATURES = {"token_ids": "input_ids", "segment_ids": "segment_ids",
-                     "padding_mask": "input_mask"}
-FORMATS = ("electra_tf", "original")
-COMPRESSIONS = ("", "GZIP")
 # Shard names of pipelines.build_pretraining_data (docs/architecture.md).
 _OUR_SHARD_NAME = re.compile(r"[a-z]+-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?")
 
@@ -79,15 +71,6 @@ class Shards:
     seq_length: int
     num_examples: int = 0
     readable_records: tuple[tuple[str, int], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardScan:
-    """Result of :func:`scan_shard`: ``records`` readable records, then ``error`` (or None)."""
-
-    path: str
-    records: int
-    error: Optional[str] = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,59 +261,11 @@ def _examples_in(metadata: dict, files: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Corruption: name the file.
 
-_HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the length
-_FOOTER = struct.Struct("<I")   # masked CRC32C of the data
-
-
-def _masked_crc(data: bytes) -> int:
-    """TFRecord's masked CRC32C (tensorflow/core/lib/hash/crc32c.h ``Mask``)."""
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def scan_shard(path: str, compression: str = "") -> ShardScan:
-    """Reads a TFRecord file in full, checking framing and CRCs; stops at the first problem.
-
-    Unlike TensorFlow's reader, this also reports a file cut inside a record header, which TF
-    silently treats as the end of the file.
-    """
-    records, offset = 0, 0
-    try:
-        with tf.io.gfile.GFile(path, "rb") as raw:
-            f = gzip.GzipFile(fileobj=raw, mode="rb") if compression == "GZIP" else raw
-            while True:
-                header = f.read(_HEADER.size)
-                if not header:
-                    return ShardScan(path, records)
-                if len(header) < _HEADER.size:
-                    return ShardScan(path, records, f"truncated record header at byte {offset}")
-                length, length_crc = _HEADER.unpack(header)
-                if _masked_crc(header[:8]) != length_crc:
-                    return ShardScan(path, records, f"corrupted record length at byte {offset}")
-                body = f.read(length + _FOOTER.size)
-                if len(body) < length + _FOOTER.size:
-                    return ShardScan(path, records, f"truncated record at byte {offset}")
-                if _masked_crc(body[:length]) != _FOOTER.unpack(body[length:])[0]:
-                    return ShardScan(path, records, f"corrupted record data at byte {offset}")
-                records += 1
-                offset += _HEADER.size + length + _FOOTER.size
-    except (OSError, EOFError, zlib.error, tf.errors.OpError) as e:
-        # EOFError: a gzip stream cut short; zlib.error / BadGzipFile (an OSError): bad bytes.
-        return ShardScan(path, records, f"unreadable after byte {offset} of the uncompressed "
-                         f"stream ({type(e).__name__}: {e})")
-
-
-def scan_shards(files, compression: str = "", max_workers: int = 8) -> list[ShardScan]:
-    """:func:`scan_shard` for every file, in parallel threads (I/O bound), in input order."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        return list(pool.map(lambda f: scan_shard(f, compression), files))
-
-
 def _records_tf_reads(path: str, compression: str) -> int:
     """Records TensorFlow's reader returns before its first error.
 
-    Can be fewer than :func:`scan_shard` counts: the GZIP reader inflates whole buffers and
-    loses the records of the buffer that fails.
+    Can be fewer than :func:`~electra_tf.training.records.scan_shard` counts: the GZIP reader
+    inflates whole buffers and loses the records of the buffer that fails.
     """
     count = 0
     try:
@@ -455,17 +390,3 @@ def resume_file_position(shards: Shards, step: int, global_batch: int, num_input
     consumed = step * global_batch / num_input_pipelines
     group = min(cycle_length, files)
     return int(consumed // (per_file * group)) * group
-
-
-def _parser(fmt: str, seq_length: int):
-    """Parses a batch of serialized records into our names and dtypes (+ example_index)."""
-    keys = ORIGINAL_FEATURES if fmt == "original" else {k: k for k in FEATURES}
-    spec = {keys[k]: tf.io.FixedLenFeature([seq_length], tf.int64) for k in FEATURES}
-
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
-        batch = {k: tf.cast(parsed[keys[k]], tf.int32) for k in FEATURES}
-        batch["example_index"] = tf.range(tf.shape(serialized)[0], dtype=tf.int32)
-        return batch
-
-    return parse

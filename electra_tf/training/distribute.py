@@ -1,7 +1,7 @@
 """``tf.distribute`` strategies from a name: ``cpu | gpu | mirrored | multi_worker | tpu``.
 
-Every strategy runs the same training loop (``electra_tf.training``); they differ only in how
-the strategy is built and in how input reaches the replicas (:func:`uses_global_iterator`):
+Every strategy runs the same training loop (``electra_tf.training.loop``); they differ only in
+how the strategy is built and in how input reaches the replicas (:func:`uses_global_iterator`):
 
 * ``cpu`` / ``gpu`` / ``mirrored`` (one machine): the loop owns one global-batch ``tf.data``
   iterator, saved in every checkpoint, and splits each global batch across the replicas itself.

@@ -35,12 +35,13 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from electra_tf import losses, masking, sampling
 from electra_tf.config import Config, from_dict, to_dict
-from electra_tf.embeddings import ElectraEmbeddings, SeededDropout, derive_seed
-from electra_tf.encoder import ElectraEncoder
-from electra_tf.heads import MaskedLMHead, ReplacedTokenHead
-from electra_tf.optimization import accumulate_gradients, apply_gradients
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.encoder import ElectraEncoder
+from electra_tf.models.heads import MaskedLanguageModel, MaskedLMHead, ReplacedTokenHead
+from electra_tf.models.layers import SeededDropout, derive_seed
+from electra_tf.objective import losses, masking, sampling
+from electra_tf.training.gradients import accumulate_gradients, apply_gradients
 
 INPUT_KEYS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -63,49 +64,6 @@ def special_token_ids(tokenizer_or_ids: Any) -> dict[str, int]:
     if missing:
         raise ValueError(f"special token ids lack {missing}; got {sorted(ids)}")
     return {k: int(v) for k, v in ids.items()}
-
-
-@keras.saving.register_keras_serializable(package="electra_tf")
-class MaskedLanguageModel(keras.Model):
-    """An encoder with its :class:`MaskedLMHead`: the form in which a generator is saved.
-
-    Call args:
-      inputs: dict with ``token_ids``, ``segment_ids``, ``padding_mask`` and ``positions``
-        (int [batch, predictions]).
-
-    Returns:
-      logits, float32 [batch, predictions, vocab_size].
-    """
-
-    def __init__(self, encoder: ElectraEncoder, head: MaskedLMHead, **kwargs):
-        kwargs.setdefault("name", "masked_lm")
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.head = head
-        self.build()
-
-    def build(self, input_shape=None):
-        if not self.encoder.built:
-            self.encoder.build()
-        if not self.head.built:
-            self.head.build((None, None, self.encoder.model_config.hidden_size), (None, None))
-        self.built = True
-
-    def call(self, inputs, training=None):
-        return self.head(self.encoder(inputs, training=training), inputs["positions"])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"encoder": keras.saving.serialize_keras_object(self.encoder),
-                       "head": keras.saving.serialize_keras_object(self.head)})
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "head"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")

@@ -5,7 +5,7 @@ Every random number of the ELECTRA objective is a pure function of
 same mask and the same replacements whether the global batch runs on one device or is split
 across replicas, and after a restart (architecture.md, "example_index").
 
-Per-example streams use the counter-based hash generator of ``electra_tf.kernels`` with one
+Per-example streams use the counter-based hash generator of ``electra_tf.models.kernels`` with one
 key per example (``kernels.seed_key`` of the example's seed pair). It is plain integer
 arithmetic, so it draws the same numbers inside and outside XLA (``train.jit_compile``, TPUs);
 TensorFlow's Philox kernels do not (for the same seed, XLA's Philox draws different numbers).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from electra_tf import kernels
+from electra_tf.models import kernels
 
 # Stream ids: different purposes never share random numbers.
 MASKING_STREAM = 1

@@ -60,8 +60,8 @@ def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
     for split, rows in splits.items():
         rng.shuffle(rows)
         paths[split] = os.path.join(output_dir, f"{split}.tsv")
-        # Plain TSV, as electra_tf.tasks reads it (a quote is text): passages are words joined
-        # by single spaces, so they hold no tab or newline that would need escaping.
+        # Plain TSV, as electra_tf.finetuning.files reads it (a quote is text): passages are
+        # words joined by single spaces, so they hold no tab or newline that would need escaping.
         with open(paths[split], "w", encoding="utf-8", newline="") as f:
             f.writelines(f"{text}\t{label}\n" for text, label in [("text", "label")] + rows)
     info = {"labels": list(LABELS), "seed": seed, "words_per_passage": words_per_passage,

@@ -1,6 +1,6 @@
 """A small client for a running TF Serving: REST (port 8501) or gRPC (port 8500).
 
-Both clients have the interface of :class:`electra_tf.predict.LocalModel`:
+Both clients have the interface of :class:`electra_tf.serving.predict.LocalModel`:
 ``signature() -> {"inputs": [...], "outputs": [...]}`` and
 ``predict({"text": [...], "text_b": [...]}) -> {output name: numpy array}`` (string outputs as
 ``str``). Every failure — unreachable server, unknown model, rejected request, a non-string

@@ -1,7 +1,7 @@
 """The BERT-style post-LayerNorm transformer encoder used by both ELECTRA networks.
 
 The encoder knows nothing about any objective: generator, discriminator and classifier are
-heads on top of it (``electra_tf.heads``). It follows google-research/electra
+heads on top of it (``electra_tf.models.heads``). It follows google-research/electra
 ``model/modeling.py`` (``BertModel`` / ``transformer_model``) operation by operation:
 embeddings → optional ``embeddings_project`` → N × [self-attention → dense → dropout →
 residual → LayerNorm → dense(GELU) → dense → dropout → residual → LayerNorm].
@@ -19,11 +19,11 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from electra_tf import kernels
 from electra_tf.config import ModelConfig
-from electra_tf.embeddings import (ElectraEmbeddings, SeededDropout, derive_seed,
-                                   model_config_from_dict, model_config_to_dict,
-                                   weight_initializer)
+from electra_tf.models import kernels
+from electra_tf.models.embeddings import ElectraEmbeddings
+from electra_tf.models.layers import (SeededDropout, derive_seed, model_config_from_dict,
+                                      model_config_to_dict, weight_initializer)
 
 # The reference adds -10000 to the attention logits of padding positions (modeling.py).
 _MASK_ADDER = -10000.0
@@ -157,8 +157,8 @@ class ElectraEncoder(keras.Model):
     Args:
       model_config: the encoder's :class:`~electra_tf.config.ModelConfig` (``config.model``
         for the discriminator and fine-tuning, ``config.generator_model`` for the generator).
-      embeddings: an :class:`~electra_tf.embeddings.ElectraEmbeddings` to share; when None the
-        encoder creates its own (a stand-alone backbone for fine-tuning).
+      embeddings: an :class:`~electra_tf.models.embeddings.ElectraEmbeddings` to share; when None
+        the encoder creates its own (a stand-alone backbone for fine-tuning).
       seed: seed of the initializers and dropout streams (of the embeddings too when the
         encoder creates them).
 
@@ -170,7 +170,7 @@ class ElectraEncoder(keras.Model):
       sequence output [batch, seq, hidden_size].
 
     Example:
-      >>> from electra_tf.config import load_config
+      >>> from electra_tf.config_io import load_config
       >>> cfg = load_config("debug_tiny")
       >>> encoder = ElectraEncoder(cfg.model, seed=1)
       >>> ids = tf.constant([[101, 7592, 102, 0]])

@@ -15,59 +15,35 @@ Files written to ``model_dir`` (by the chief only under ``multi_worker``):
 
 * ``config.yaml`` / ``config.json`` — the effective config (+ tokenizer settings in the JSON);
 * ``ckpt-<step>.index`` / ``.data-*`` / ``checkpoint`` — ``tf.train.CheckpointManager``; the
-  object names are :data:`CHECKPOINT_KEYS`;
-* ``metrics.jsonl`` — one JSON record per training step (``{"split": "train", "step": k,
-  "loss": …}``) and per evaluation (``"split": "eval"``);
-* ``train/`` and ``eval/`` — TensorBoard event files;
-* ``pretrained/`` — the final discriminator and generator (``electra_tf.pretrained``).
+  object names are :data:`~electra_tf.training.checkpointing.CHECKPOINT_KEYS`;
+* ``metrics.jsonl``, ``train/`` and ``eval/`` — :mod:`electra_tf.training.progress`;
+* ``pretrained/`` — the final discriminator and generator (``electra_tf.models.pretrained``).
 """
-
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
-import time
 from typing import Callable, Optional
 
 import keras
 import tensorflow as tf
 
-from electra_tf import config as config_lib
-from electra_tf import data as data_lib
-from electra_tf import distribute
+from electra_tf import config_io
 from electra_tf.config import Config, ConfigError
-from electra_tf.monitoring import HealthMonitor
-from electra_tf.optimization import build_optimizer, warmup_steps
-from electra_tf.pretrained import save_pretrained
-from electra_tf.pretrainer import ElectraPretrainer
+from electra_tf.models.pretrained import save_pretrained
+from electra_tf.objective.pretrainer import ElectraPretrainer
 from electra_tf.tokenizer import tokenizer_from_config
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_PREFIX = "ckpt"
-# Object names in every checkpoint (checkpoint conversion relies on them):
-#   model/…            the ElectraPretrainer by attribute: model/generator/layer_0/query/kernel,
-#                      model/embeddings/word_embeddings, model/rtd_head/…
-#   optimizer/…        optimizer variables by name: optimizer/iteration (the global step),
-#                      optimizer/<variable path with _>_m (slots); loss scaling under
-#                      optimizer/loss_scale.<name>
-#   seed_generators/…  every dropout seed-generator state, keyed by its variable path
-#   iterator           the global-batch tf.data iterator (cpu/gpu/mirrored only)
-CHECKPOINT_KEYS = ("model", "optimizer", "seed_generators", "iterator")
-# Config fields that may change between a run and its resumption (nothing that changes the
-# model, the objective, the data order or the optimizer state).
-RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
-                     "train.eval_every", "train.eval_steps", "train.keep_checkpoints")
-EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped cleanly, rerun the same command to resume
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible model_dir); the message says why."""
+from electra_tf.training import distribute
+from electra_tf.training import input as data_lib
+from electra_tf.training.checkpointing import (CHECKPOINT_PREFIX, RESUMABLE_CHANGES,
+                                               TrainingError, _flatten, _init_source,
+                                               model_state, optimizer_state)
+from electra_tf.training.optimization import build_optimizer
+from electra_tf.training.preemption import _TerminationFlag
+from electra_tf.training.progress import METRICS_FILE, _format_metrics, _MetricsLog, _Progress
 
 
 @dataclasses.dataclass
@@ -102,10 +78,10 @@ def run_pretraining(config: Config, data_pattern: str, model_dir: str,
     at a file-level input position on multi_worker/tpu (``docs/pretraining.md``).
 
     Args:
-      config: the effective config (``electra_tf.config.load_config``).
+      config: the effective config (``electra_tf.config_io.load_config``).
       data_pattern: training TFRecords: a glob or a data directory (its ``train`` split).
       model_dir: checkpoints, logs, TensorBoard, config and the final ``pretrained/`` model.
-      strategy: from ``electra_tf.distribute.make_strategy``.
+      strategy: from ``electra_tf.training.distribute.make_strategy``.
       eval_pattern: validation TFRecords (glob or directory: its ``validation`` split);
         evaluated every ``train.eval_every`` steps and at the end.
       init_from: a pre-training ``model_dir`` (or checkpoint prefix) whose model weights start
@@ -121,7 +97,8 @@ def run_pretraining(config: Config, data_pattern: str, model_dir: str,
         written with an incompatible config, or with checkpoints but no ``config.yaml``, or not
         writable; an ``init_from`` without a checkpoint or with another model's.
       electra_tf.config.ConfigError: ``model.vocab_size`` is not the vocabulary's size.
-      electra_tf.data.DataError: missing, empty, unfinished, mismatched or damaged data.
+      electra_tf.training.input.DataError: missing, empty, unfinished, mismatched or damaged
+        data.
     """
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.mixed_precision)
@@ -207,7 +184,7 @@ class _Run:
                 "so nothing says which model they hold; put its config.yaml back or use a new "
                 "--model_dir")
         if tf.io.gfile.exists(saved_path):
-            saved = _flatten(dataclasses.asdict(config_lib.load_saved_config(self.model_dir)))
+            saved = _flatten(dataclasses.asdict(config_io.load_saved_config(self.model_dir)))
             now = _flatten(dataclasses.asdict(self.config))
             changed = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(now)
                        if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
@@ -223,7 +200,7 @@ class _Run:
         if not self.chief:
             return
         try:
-            config_lib.save_config(self.config, self.model_dir,
+            config_io.save_config(self.config, self.model_dir,
                                    extra={"tokenizer": self.tokenizer.settings()})
         except tf.errors.OpError as e:  # a regular file in the path, no permission, ...
             raise TrainingError(f"--model_dir {self.model_dir}: cannot write there "
@@ -242,7 +219,8 @@ class _Run:
         """The global-batch dataset (one iterator feeds all replicas) or a distributed one.
 
         The distributed one (multi_worker/tpu) starts at the file-level position of
-        ``resume_step`` (:func:`electra_tf.data.resume_file_position`); the global one starts
+        ``resume_step`` (:func:`electra_tf.training.input.resume_file_position`); the global one
+        starts
         at the beginning and is restored from the checkpoint.
         """
         cfg = self.config
@@ -418,214 +396,3 @@ class _Run:
             for k, v in outputs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         return {k: v / self.config.train.eval_steps for k, v in sums.items()}
-
-
-def _init_source(init_from: Optional[str]) -> Optional[str]:
-    """The checkpoint ``--init_from`` names (a model_dir's latest, or a checkpoint prefix)."""
-    if not init_from:
-        return None
-    source = (tf.train.latest_checkpoint(init_from) if tf.io.gfile.isdir(init_from)
-              else init_from)
-    if not source or not tf.io.gfile.exists(source + ".index"):
-        raise TrainingError(f"--init_from {init_from}: no checkpoint there (expected a "
-                            "pre-training model_dir with ckpt-* files, or a checkpoint prefix "
-                            "such as MODEL_DIR/ckpt-1000)")
-    return source
-
-
-def model_state(pretrainer: keras.Model) -> dict:
-    """The pretrainer's sub-layers by attribute name (``generator``, ``discriminator``, ...).
-
-    Not the pretrainer itself: after ``compile`` it also tracks the optimizer, whose list of
-    trained variables would give them the shortest (hence chosen) checkpoint names
-    ``model/optimizer/_trainable_variables/<i>``.
-
-    Raises:
-      TrainingError: a model variable that none of the sub-layers holds (it would not be saved).
-    """
-    parts = {name: value for name, value in vars(pretrainer).items()
-             if isinstance(value, keras.layers.Layer)}
-    held = {id(v) for layer in parts.values() for v in layer.variables}
-    missing = [v.path for v in pretrainer.variables if id(v) not in held]
-    if missing:
-        raise TrainingError(f"variables outside the sub-layers {sorted(parts)} would not be "
-                            f"checkpointed: {missing}")
-    return parts
-
-
-def optimizer_state(optimizer: keras.optimizers.Optimizer) -> dict:
-    """The optimizer's own variables (step, slots, loss scale), keyed by stable names.
-
-    Checkpointing the optimizer object itself would also reach the model's variables through
-    its ``_trainable_variables`` list, and TensorFlow names every variable by its *shortest*
-    path: ``optimizer/_trainable_variables/17`` would win over
-    ``model/generator/layer_0/query/kernel``. Slot names (``<variable path>_m``) do not depend on
-    the optimizer's auto-generated name, which changes when a process builds a second one.
-    """
-    inner = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer
-    own = optimizer.variables if inner is None else inner.variables
-    state = {v.name: v for v in own}
-    if inner is not None:
-        inner_ids = {id(v) for v in inner.variables}
-        state.update({f"loss_scale.{v.name}": v for v in optimizer.variables
-                      if id(v) not in inner_ids})
-    if len(state) != len(optimizer.variables):
-        raise TrainingError(f"optimizer variable names are not unique: "
-                            f"{sorted(v.name for v in optimizer.variables)}")
-    return state
-
-
-# ---------------------------------------------------------------------------------------------
-# Logging.
-
-class _MetricsLog:
-    """``metrics.jsonl``: one record per step; on resume, records after the checkpoint go.
-
-    A killed run may have logged steps past its last checkpoint; the resumed run computes them
-    again, so the file always holds exactly one record per step and split.
-    """
-
-    def __init__(self, path: str, resumed_from: int, enabled: bool):
-        self.file = None
-        if not enabled:
-            return
-        kept = []
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut short by kill -9
-                        continue
-                    if record["step"] <= resumed_from:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-        self.file = tf.io.gfile.GFile(path, "w")
-        self.file.write("".join(kept))
-        self.file.flush()
-
-    def write(self, split: str, step: int, metrics: dict) -> None:
-        if self.file:
-            self.file.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-
-
-class _Progress:
-    """Console line and TensorBoard scalars every ``train.log_every`` steps."""
-
-    def __init__(self, run: _Run):
-        self.run = run
-        self.every = run.config.train.log_every
-        self.num_steps = run.config.train.num_steps
-        self.tokens_per_step = run.batch_size * run.config.data.seq_length
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.last: dict = {}
-        self.time = time.perf_counter()
-        writer = lambda name: (tf.summary.create_file_writer(os.path.join(run.model_dir, name))
-                               if run.chief else tf.summary.create_noop_writer())
-        self.train_writer = writer("train")
-        self.eval_writer = writer("eval") if run.eval_shards else None
-        self.health = HealthMonitor(warmup_steps(run.config.optimizer, self.num_steps))
-
-    def update(self, step: int, metrics: dict) -> None:
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
-        if step % self.every and step != self.num_steps:
-            return
-        now = time.perf_counter()
-        steps_per_s = self.count / max(now - self.time, 1e-9)
-        means = {k: v / self.count for k, v in self.sums.items()}
-        rates = {"throughput/steps_per_second": steps_per_s,
-                 "throughput/sequences_per_second": steps_per_s * self.run.batch_size,
-                 "throughput/tokens_per_second": steps_per_s * self.tokens_per_step}
-        learning_rate = _learning_rate_at(self.run.optimizer, step - 1)
-        with self.train_writer.as_default(step=step):
-            for k, v in {**means, **rates, "learning_rate": learning_rate}.items():
-                tf.summary.scalar(k, v)
-        self.train_writer.flush()
-        eta = (self.num_steps - step) / steps_per_s
-        self.run.echo(
-            f"step {step:>{len(str(self.num_steps))}}/{self.num_steps} | "
-            f"{steps_per_s:.2f} steps/s {steps_per_s * self.tokens_per_step / 1000:.1f}k tok/s | "
-            f"ETA {_duration(eta)} | lr {learning_rate:.2e} | {_format_metrics(means)}")
-        for line in self.health.check(step, means):
-            self.run.echo(line)
-        self.last = {**means, **rates, "learning_rate": learning_rate}
-        self.sums, self.count, self.time = {}, 0, now
-
-    def write_eval(self, step: int, metrics: dict) -> None:
-        with self.eval_writer.as_default(step=step):
-            for k, v in metrics.items():
-                tf.summary.scalar(k, v)
-        self.eval_writer.flush()
-        self.run.echo(f"eval at step {step} | {_format_metrics(metrics)}")
-
-    def close(self) -> None:
-        for writer in (self.train_writer, self.eval_writer):
-            if writer is not None:
-                writer.close()
-
-
-_CONSOLE_METRICS = (  # (metric, console label) in reading order
-    ("loss", "loss"), ("generator_loss", "gen"), ("generator_accuracy", "gen_acc"),
-    ("discriminator_loss", "disc"), ("discriminator_accuracy", "disc_acc"),
-    ("discriminator_precision", "P"), ("discriminator_recall", "R"),
-    ("discriminator_auc", "auc"), ("representation_cosine", "cos"), ("gradient_norm", "|g|"))
-
-
-def _format_metrics(metrics: dict) -> str:
-    return " ".join(f"{label} {metrics[name]:.4f}" for name, label in _CONSOLE_METRICS
-                    if name in metrics)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _learning_rate_at(optimizer, step: int) -> float:
-    """The rate the optimizer used for the update of step ``step + 1``."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
-    schedule = inner._learning_rate
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return float(schedule(step))
-    return float(keras.ops.convert_to_numpy(schedule))
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
-class _TerminationFlag:
-    """Turns SIGTERM (preemption) into a flag the loop checks after every step.
-
-    The previous handler comes back on exit. Signals can only be handled in the main thread;
-    elsewhere the flag stays down and SIGTERM keeps its previous effect.
-    """
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        self.raised = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)

@@ -23,7 +23,7 @@ from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
-from electra_tf.sampling import scatter_positions, uniform
+from electra_tf.objective.sampling import scatter_positions, uniform
 
 
 class MaskedInputs(NamedTuple):

@@ -1,0 +1,145 @@
+"""What a pre-training run reports: ``metrics.jsonl``, TensorBoard scalars, the console line.
+
+Written to ``model_dir`` (by the chief only under ``multi_worker``):
+
+* ``metrics.jsonl`` — one JSON record per training step (``{"split": "train", "step": k,
+  "loss": …}``) and per evaluation (``"split": "eval"``);
+* ``train/`` and ``eval/`` — TensorBoard event files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING
+
+import keras
+import tensorflow as tf
+
+from electra_tf.training.monitoring import HealthMonitor
+from electra_tf.training.schedules import warmup_steps
+
+if TYPE_CHECKING:
+    from electra_tf.training.loop import _Run
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class _MetricsLog:
+    """``metrics.jsonl``: one record per step; on resume, records after the checkpoint go.
+
+    A killed run may have logged steps past its last checkpoint; the resumed run computes them
+    again, so the file always holds exactly one record per step and split.
+    """
+
+    def __init__(self, path: str, resumed_from: int, enabled: bool):
+        self.file = None
+        if not enabled:
+            return
+        kept = []
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut short by kill -9
+                        continue
+                    if record["step"] <= resumed_from:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+        self.file = tf.io.gfile.GFile(path, "w")
+        self.file.write("".join(kept))
+        self.file.flush()
+
+    def write(self, split: str, step: int, metrics: dict) -> None:
+        if self.file:
+            self.file.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+class _Progress:
+    """Console line and TensorBoard scalars every ``train.log_every`` steps."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.every = run.config.train.log_every
+        self.num_steps = run.config.train.num_steps
+        self.tokens_per_step = run.batch_size * run.config.data.seq_length
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.last: dict = {}
+        self.time = time.perf_counter()
+        writer = lambda name: (tf.summary.create_file_writer(os.path.join(run.model_dir, name))
+                               if run.chief else tf.summary.create_noop_writer())
+        self.train_writer = writer("train")
+        self.eval_writer = writer("eval") if run.eval_shards else None
+        self.health = HealthMonitor(warmup_steps(run.config.optimizer, self.num_steps))
+
+    def update(self, step: int, metrics: dict) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        if step % self.every and step != self.num_steps:
+            return
+        now = time.perf_counter()
+        steps_per_s = self.count / max(now - self.time, 1e-9)
+        means = {k: v / self.count for k, v in self.sums.items()}
+        rates = {"throughput/steps_per_second": steps_per_s,
+                 "throughput/sequences_per_second": steps_per_s * self.run.batch_size,
+                 "throughput/tokens_per_second": steps_per_s * self.tokens_per_step}
+        learning_rate = _learning_rate_at(self.run.optimizer, step - 1)
+        with self.train_writer.as_default(step=step):
+            for k, v in {**means, **rates, "learning_rate": learning_rate}.items():
+                tf.summary.scalar(k, v)
+        self.train_writer.flush()
+        eta = (self.num_steps - step) / steps_per_s
+        self.run.echo(
+            f"step {step:>{len(str(self.num_steps))}}/{self.num_steps} | "
+            f"{steps_per_s:.2f} steps/s {steps_per_s * self.tokens_per_step / 1000:.1f}k tok/s | "
+            f"ETA {_duration(eta)} | lr {learning_rate:.2e} | {_format_metrics(means)}")
+        for line in self.health.check(step, means):
+            self.run.echo(line)
+        self.last = {**means, **rates, "learning_rate": learning_rate}
+        self.sums, self.count, self.time = {}, 0, now
+
+    def write_eval(self, step: int, metrics: dict) -> None:
+        with self.eval_writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(k, v)
+        self.eval_writer.flush()
+        self.run.echo(f"eval at step {step} | {_format_metrics(metrics)}")
+
+    def close(self) -> None:
+        for writer in (self.train_writer, self.eval_writer):
+            if writer is not None:
+                writer.close()
+
+
+_CONSOLE_METRICS = (  # (metric, console label) in reading order
+    ("loss", "loss"), ("generator_loss", "gen"), ("generator_accuracy", "gen_acc"),
+    ("discriminator_loss", "disc"), ("discriminator_accuracy", "disc_acc"),
+    ("discriminator_precision", "P"), ("discriminator_recall", "R"),
+    ("discriminator_auc", "auc"), ("representation_cosine", "cos"), ("gradient_norm", "|g|"))
+
+
+def _format_metrics(metrics: dict) -> str:
+    return " ".join(f"{label} {metrics[name]:.4f}" for name, label in _CONSOLE_METRICS
+                    if name in metrics)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _learning_rate_at(optimizer, step: int) -> float:
+    """The rate the optimizer used for the update of step ``step + 1``."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    schedule = inner._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(schedule(step))
+    return float(keras.ops.convert_to_numpy(schedule))

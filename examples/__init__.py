@@ -1,0 +1,1 @@
+"""Worked examples on the packaged corpus: ``python -m examples.demo`` is ``make demo``."""
