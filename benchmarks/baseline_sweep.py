@@ -1,6 +1,6 @@
 """What keeps a small ELECTRA discriminator at the all-original baseline at temperature 1?
 
-Pre-trains the `make demo` model (``configs/demo.yaml``: 2 layers, hidden 128, generator 1/2
+Pre-trains the `make demo` model (``electra_tf/configs/demo.yaml``: 2 layers, hidden 128, generator 1/2
 width, seq 64, batch 32) on the packaged corpus under several variants of the recipe, each
 through the real training loop (``run_pretraining``), and records per logged step the generator
 loss and accuracy, the discriminator loss, replaced-token AUC, precision and recall, and the mean
@@ -69,9 +69,9 @@ def build_data(work_dir: str) -> str:
 
 
 def run_variant(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> dict:
-    from electra_tf.config import load_config
-    from electra_tf.distribute import make_strategy
-    from electra_tf.training import run_pretraining
+    from electra_tf.config_io import load_config
+    from electra_tf.training.distribute import make_strategy
+    from electra_tf.training.loop import run_pretraining
 
     base = ("objective.temperature=1.0", f"train.num_steps={steps}", "train.log_every=25",
             "train.eval_every=200", "train.checkpoint_every=200")

@@ -8,7 +8,7 @@ replacement's token identity no longer tells it apart from an original, only con
 which this small discriminator has not learned yet. That is normal dynamics only if TF Model
 Garden's ``ElectraPretrainer`` does the same. This script trains three sides on the same data:
 
-* ``ours``: ``electra_tf.pretrainer.ElectraPretrainer.train_step`` (in a ``tf.function``);
+* ``ours``: ``electra_tf.objective.pretrainer.ElectraPretrainer.train_step`` (in a ``tf.function``);
 * ``model_garden``: ``official.nlp.modeling.models.ElectraPretrainer`` (tf-models-official,
   tf_keras; in ``--peer_python``: the two Keras versions cannot share a process), one step as
   ``ElectraPretrainTask.train_step`` does it;
@@ -23,7 +23,7 @@ side's own generator logits; it replaces Model Garden's unseeded ``sample_from_s
 mapped onto the peer by ``mapping_table``), exact GELU (``build_peer``), dropout 0.1, peak
 learning rate, warm-up and linear decay lengths, weight decay 0.01 without LayerNorm weights and
 biases, clipping to global norm 1.0, and the evaluation (same held-out batches, masks and noise;
-metrics from ``electra_tf/losses.py`` on both sides).
+metrics from ``electra_tf/objective/losses.py`` on both sides).
 
 **Different by design** (``docs/validation.md``):
 
@@ -164,7 +164,7 @@ def export_batches(data_dir: str, config, plan: dict, path: str) -> dict:
     ``eval_batches`` of the validation split, in file order) → ``path``; returns counts."""
     import numpy as np
 
-    from electra_tf import data as data_lib
+    from electra_tf.training import input as data_lib
     from electra_tf.tokenizer import Tokenizer
 
     info_path = path + ".json"
@@ -215,7 +215,7 @@ def export_initial_weights(config, path: str) -> None:
         return
     import numpy as np
 
-    from electra_tf.pretrainer import ElectraPretrainer
+    from electra_tf.objective.pretrainer import ElectraPretrainer
     from electra_tf.tokenizer import Tokenizer
 
     np.savez(path + ".tmp.npz", **parity.export_weights(ElectraPretrainer(config, Tokenizer())))
@@ -248,7 +248,7 @@ def mask_batch(spec: dict, token_ids, segment_ids, padding_mask, streams, step) 
     the batch (the global batch of one device)."""
     import tensorflow as tf
 
-    from electra_tf import masking, sampling
+    from electra_tf.objective import masking, sampling
 
     token_ids, segment_ids, padding_mask = (tf.cast(t, tf.int32)
                                             for t in (token_ids, segment_ids, padding_mask))
@@ -266,7 +266,7 @@ def mask_batch(spec: dict, token_ids, segment_ids, padding_mask, streams, step) 
 
 def metric_sums(batch: dict, mlm_logits, rtd_logits, is_replaced, hidden=None) -> dict:
     """Per-batch sums behind the metrics (add them over batches; :func:`finish_metrics`)."""
-    from electra_tf import losses
+    from electra_tf.objective import losses
 
     sums = {"generator_loss": losses.mlm_loss(mlm_logits, batch["labels"], batch["weights"]),
             "discriminator_loss": losses.rtd_loss(rtd_logits, is_replaced, batch["padding_mask"]),
@@ -282,7 +282,7 @@ def metric_sums(batch: dict, mlm_logits, rtd_logits, is_replaced, hidden=None) -
 def finish_metrics(sums: dict, batches: int) -> dict:
     """Metric values as ``ElectraPretrainer._global_metrics`` computes them; losses are means
     over ``batches`` batches (as the training loop's evaluation), the rest pooled counts."""
-    from electra_tf import losses
+    from electra_tf.objective import losses
 
     metrics = {
         "generator_loss": float(sums["generator_loss"]) / batches,
@@ -317,7 +317,7 @@ def token_identity_auc(token_ids, is_replaced, padding_mask) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from electra_tf import losses
+    from electra_tf.objective import losses
 
     ids = np.asarray(token_ids).astype(np.int64)
     labels = np.asarray(is_replaced).astype(np.float64)
@@ -444,12 +444,13 @@ class OurSide:
         import numpy as np
         import tensorflow as tf
 
-        from electra_tf import sampling
-        from electra_tf.config import load_config, to_dict
-        from electra_tf.optimization import build_optimizer
-        from electra_tf.pretrainer import ElectraPretrainer
+        from electra_tf.objective import sampling
+        from electra_tf.config import to_dict
+        from electra_tf.config_io import load_config
+        from electra_tf.training.optimization import build_optimizer
+        from electra_tf.objective.pretrainer import ElectraPretrainer
         from electra_tf.tokenizer import Tokenizer
-        from electra_tf.training import model_state, optimizer_state
+        from electra_tf.training.checkpointing import model_state, optimizer_state
 
         self.spec, self.batches = spec, batches
         config = load_config(spec["plan"]["config"], tuple(spec["overrides"]))
@@ -553,7 +554,7 @@ class OurSide:
         decayed = [v for v in self.model.trainable_variables
                    if self.optimizer._use_weight_decay(v)]
         return {"versions": self.versions, "optimizer": {
-            **self.optimizer_config, "class": "electra_tf.optimization.AdamWeightDecay",
+            **self.optimizer_config, "class": "electra_tf.training.optimization.AdamWeightDecay",
             "schedule": "lr · (1 − t/T) · min(1, t/W) (warm-up multiplied into the decay)",
             "decayed_variables": len(decayed),
             "trainable_variables": len(self.model.trainable_variables)},
@@ -575,7 +576,7 @@ class PeerSide:
         from official.nlp.modeling.models import electra_pretrainer
         from official.nlp.tasks import electra_task
 
-        from electra_tf import sampling
+        from electra_tf.objective import sampling
 
         self.spec, self.batches = spec, batches
         plan = spec["plan"]
@@ -995,7 +996,8 @@ def main(argv=None) -> int:
     started = time.time()
     command = "python benchmarks/learning_curves.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    from electra_tf.config import load_config, to_dict
+    from electra_tf.config import to_dict
+    from electra_tf.config_io import load_config
     from electra_tf.tokenizer import Tokenizer
 
     plan = make_plan(args)

@@ -235,6 +235,8 @@ class TrainConfig:
             raise ConfigError(
                 f"train.batch_size={self.batch_size} is not divisible by "
                 f"train.accumulation_steps={self.accumulation_steps}")
+        if self.batch_size >= 2**24:  # example indices key the random streams in 24 bits
+            raise ConfigError(f"train.batch_size={self.batch_size} must be < 2**24")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _written_in_place(path: str) -> bool:
+    """A link (``/dev/stdout`` → ``/proc/self/fd/1``), a pipe or a device: renaming a finished
+    file over it would replace the link or the device, so it is written directly."""
+    return os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.model and not args.server:
@@ -101,8 +107,7 @@ def _run(args) -> tuple[tuple[int, int], str]:
     model = model or LocalModel(args.model, args.version)
     labels = metadata.get("labels", [])
     fmt = "tsv" if args.output and args.output.endswith(".tsv") else "jsonl"
-    if args.output and not os.path.isfile(args.output) and os.path.exists(args.output):
-        # A device or pipe (/dev/stdout): written in place, it cannot be renamed into.
+    if args.output and _written_in_place(args.output):
         with open(args.output, "w", encoding="utf-8", newline="") as f:
             count = predict_file(model, args.input, f, text_column, text_b_column, labels,
                                  args.batch_size, fmt)

@@ -16,7 +16,6 @@ Re-running resumes pre-training from its checkpoint and rebuilds the other steps
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -122,11 +121,10 @@ def _with_finetune_section(saved, config):
 
 
 def predict_in_fresh_process(out: str, export_root: str) -> None:
-    sentences = os.path.join(out, "sentences.tsv")
-    with open(sentences, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["text"])
-        writer.writerows([s] for s in DEMO_SENTENCES)
+    # JSON Lines: the last sentence is empty, which a TSV line cannot tell from a blank line.
+    sentences = os.path.join(out, "sentences.jsonl")
+    with open(sentences, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"text": s}) + "\n" for s in DEMO_SENTENCES)
     predictions = os.path.join(out, "predictions.jsonl")
     subprocess.run([sys.executable, "-m", "electra_tf.predict", "--model", export_root,
                     "--input", sentences, "--output", predictions], check=True)
@@ -135,6 +133,9 @@ def predict_in_fresh_process(out: str, export_root: str) -> None:
             row = json.loads(line)
             probs = ", ".join(f"{k} {v:.2f}" for k, v in row["probabilities"].items()) \
                 if isinstance(row.get("probabilities"), dict) else row.get("probabilities")
+            if "skipped" in row:
+                print(f"  {'(skipped)':<10} {row['skipped']}")
+                continue
             print(f"  {row['label']:<10} ({probs})  {row['text'][:70]!r}")
 
 

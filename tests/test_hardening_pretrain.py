@@ -153,6 +153,10 @@ def test_reference_script_records_are_read_without_metadata(tmp_path, caplog):
     order = np.r_[0:12:3, 1:12:3, 2:12:3]  # file order: round-robin writing
     for k in records.FEATURES:
         np.testing.assert_array_equal(batch[k].numpy(), examples[k][order])
+    # Such a directory has no validation split: evaluating on it would score training data.
+    with pytest.raises(input_lib.DataError, match=r"ref has no metadata.json, so no "
+                                                  r"'validation' split; give the validation"):
+        input_lib.find_shards(str(tmp_path / "ref"), SEQ, tokenizer, "validation")
 
     with pytest.raises(input_lib.DataError, match=(
             r"pretrain_data.tfrecord-0-of-3: records hold 32 tokens \(input_ids\), config "

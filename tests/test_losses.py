@@ -96,7 +96,7 @@ def test_auc_from_histograms_matches_pairwise_counting():
                                             same["original_histogram"])) == 0.5
     none = losses.rtd_histograms(tf.zeros([4, 50]), tf.zeros([4, 50], tf.int32), tf.constant(mask))
     assert float(losses.auc_from_histograms(none["replaced_histogram"],
-                                            none["original_histogram"])) == 0.0
+                                            none["original_histogram"])) == 0.5
 
 
 def test_mean_cosine_of_token_outputs():

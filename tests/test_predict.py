@@ -240,6 +240,13 @@ def test_predict_cli_tsv_and_jsonl(model_dir, local, tmp_path, capsys):
                          str(pipe)]) == 0
     reader.join(timeout=30)
     assert stat.S_ISFIFO(os.stat(pipe).st_mode) and len(received[0].splitlines()) == 4
+    # So is a link, as /dev/stdout is (to /proc/self/fd/1, maybe a redirected file): it stays one.
+    target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
+    target.write_text("", encoding="utf-8")
+    link.symlink_to(target)
+    assert predict.main(["--model", model_dir, "--input", str(source), "--output",
+                         str(link)]) == 0
+    assert link.is_symlink() and len(target.read_text(encoding="utf-8").splitlines()) == 4
 
 
 def test_predict_cli_writes_one_row_per_input_row_or_nothing(model_dir, local, tmp_path,

@@ -147,10 +147,11 @@ def test_sigterm_saves_a_checkpoint_and_stops(reference, data_dir, tmp_path):
 def test_sigterm_during_evaluation_stops_at_once_with_a_checkpoint(data_dir, tmp_path):
     """An evaluation far longer than a preemption's grace period is cut short, not finished."""
     model_dir = str(tmp_path)
-    config = tiny_config("train.log_every=2", "train.eval_every=2", "train.eval_steps=1000")
+    config = tiny_config("train.log_every=2", "train.eval_every=2", "train.eval_steps=1000",
+                         "train.num_steps=2")
 
     def echo(line):  # SIGTERM arrives just before the evaluation at step 2 starts
-        if line.startswith("step  2/"):
+        if line.startswith("step 2/"):
             os.kill(os.getpid(), signal.SIGTERM)
 
     stopped = loop.run_pretraining(config, data_dir, model_dir,
@@ -161,6 +162,15 @@ def test_sigterm_during_evaluation_stops_at_once_with_a_checkpoint(data_dir, tmp
     assert [r["step"] for r in read_log(model_dir)] == [1, 2]
     assert read_log(model_dir, "eval") == []  # a cut-short evaluation is not logged
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # It was the last step's evaluation: the rerun does it (once) before finishing.
+    config = tiny_config("train.log_every=2", "train.eval_every=2", "train.eval_steps=1",
+                         "train.num_steps=2")
+    for _ in range(2):
+        done = loop.run_pretraining(config, data_dir, model_dir, distribute.make_strategy("cpu"),
+                                    eval_pattern=data_dir, echo=lambda line: None)
+        assert (done.step, done.completed, done.resumed_from) == (2, True, 2)
+        assert [r["step"] for r in read_log(model_dir, "eval")] == [2]
+    assert done.eval_metrics == {}  # the second rerun found it logged and did not redo it
 
 
 def test_kill_9_and_restart_reproduces_every_loss(reference, data_dir, tmp_path):

@@ -149,11 +149,13 @@ def auc_from_histograms(replaced: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
     """Area under the ROC curve: P(score of a replaced token > score of an original one).
 
     Ties (the same bin) count one half. 0.5 for a discriminator that ranks at random or gives
-    every token the same score (the all-original baseline); 0 when either class is empty.
+    every token the same score (the all-original baseline), and when either class is empty (no
+    pair to rank: a step's AUC then does not pull a logged mean toward 0 or 1).
     """
     below = tf.cumsum(original, exclusive=True)  # originals in lower bins
     pairs = tf.reduce_sum(replaced) * tf.reduce_sum(original)
-    return safe_ratio(tf.reduce_sum(replaced * (below + 0.5 * original)), pairs)
+    ranked = tf.reduce_sum(replaced * (below + 0.5 * original))
+    return tf.where(pairs > 0, safe_ratio(ranked, pairs), 0.5)
 
 
 def cosine_sums(hidden: tf.Tensor, padding_mask: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -107,6 +107,11 @@ def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str 
                                 f"{sorted(metadata.get('splits', {}))})")
             where = f"the {split!r} split of {pattern}"
             pattern = os.path.join(pattern, split_info["file_pattern"])
+        elif split != "train":
+            # Records without metadata have no splits: the whole directory is training data,
+            # and evaluating on it would silently score the training examples.
+            raise DataError(f"{pattern} has no metadata.json, so no {split!r} split; give the "
+                            f"{split} records' glob (e.g. '{os.path.join(pattern, 'eval-*')}')")
         else:
             pattern = os.path.join(pattern, "*")
     files = tuple(sorted(tf.io.gfile.glob(pattern)))

@@ -1,15 +1,12 @@
 """The pre-training loop: checkpoints, exact resume, SIGTERM, TensorBoard, console progress.
 
-``python -m electra_tf.pretrain`` calls :func:`run_pretraining`. The loop is ours, not Keras
-``fit``: ``fit`` keeps its data iterator private (no exact mid-epoch resume) and fails under
-``MultiWorkerMirroredStrategy`` with PerReplica conversion errors. Each step is one
-``tf.function`` call::
+``python -m electra_tf.pretrain`` calls :func:`run_pretraining`. Not Keras ``fit``: it keeps its
+iterator private (no exact mid-epoch resume) and fails under ``MultiWorkerMirroredStrategy``
+(PerReplica conversion errors). Each step is one ``tf.function`` call::
 
     batch = next(iterator)                               # global batch (cpu/gpu/mirrored)
     per_replica = split across replicas                  # or: next(distributed iterator)
     metrics = strategy.run(pretrainer.train_step, (per_replica,))
-
-The global step is ``optimizer.iterations``.
 
 Files written to ``model_dir`` (by the chief only under ``multi_worker``):
 
@@ -51,7 +48,7 @@ class RunResult:
     """What :func:`run_pretraining` did.
 
     Attributes:
-      step: global step reached.
+      step: global step reached (``optimizer.iterations``).
       completed: ``train.num_steps`` reached (False when stopped by SIGTERM).
       resumed_from: step of the checkpoint the run started from (0 for a fresh run).
       train_metrics: means over the last log interval.
@@ -278,6 +275,11 @@ class _Run:
         checkpoint = manager.latest_checkpoint or tf.train.latest_checkpoint(self.model_dir)
         try:
             with _TerminationFlag() as terminate:
+                # A SIGTERM during the last evaluation left it undone: the rerun does it first.
+                if (self.eval_shards and step == cfg.num_steps and step not in log.eval_steps
+                        and (eval_metrics := self._evaluate(eval_fn, terminate) or {})):
+                    log.write("eval", step, eval_metrics)
+                    progress.write_eval(step, eval_metrics)
                 while step < cfg.num_steps:
                     try:
                         outputs = train_fn(iterator, tf.constant(int(terminate.raised)))

@@ -38,6 +38,7 @@ class _MetricsLog:
         if not enabled:
             return
         kept = []
+        self.eval_steps = set()  # evaluations kept from before the checkpoint
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
                 for line in f:
@@ -47,6 +48,8 @@ class _MetricsLog:
                         continue
                     if record["step"] <= resumed_from:
                         kept.append(line if line.endswith("\n") else line + "\n")
+                        if record["split"] == "eval":
+                            self.eval_steps.add(record["step"])
         self.file = tf.io.gfile.GFile(path, "w")
         self.file.write("".join(kept))
         self.file.flush()
