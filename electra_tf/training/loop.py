@@ -86,16 +86,14 @@ def run_pretraining(config: Config, data_pattern: str, model_dir: str,
       skip_corrupt: scan the shards first and train on the readable records of damaged ones.
       echo: receives one console line per log interval and status messages.
 
-    Nothing is written into ``model_dir`` before the data, ``init_from`` and the config have
-    been checked.
+    Nothing is written into ``model_dir`` before the data, ``init_from`` and config are checked.
 
     Raises:
       TrainingError: non-finite loss (the last good checkpoint is kept); a ``model_dir``
         written with an incompatible config, or with checkpoints but no ``config.yaml``, or not
         writable; an ``init_from`` without a checkpoint or with another model's.
       electra_tf.config.ConfigError: ``model.vocab_size`` is not the vocabulary's size.
-      electra_tf.training.input.DataError: missing, empty, unfinished, mismatched or damaged
-        data.
+      electra_tf.training.input.DataError: missing, empty, unfinished, mismatched, damaged data.
     """
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.mixed_precision)
@@ -275,8 +273,10 @@ class _Run:
         checkpoint = manager.latest_checkpoint or tf.train.latest_checkpoint(self.model_dir)
         try:
             with _TerminationFlag() as terminate:
-                # A SIGTERM during the last evaluation left it undone: the rerun does it first.
+                # A SIGTERM during the last evaluation left it undone: the rerun does it first
+                # (one process only: other workers cannot see the chief's metrics file).
                 if (self.eval_shards and step == cfg.num_steps and step not in log.eval_steps
+                        and distribute.uses_global_iterator(self.strategy)
                         and (eval_metrics := self._evaluate(eval_fn, terminate) or {})):
                     log.write("eval", step, eval_metrics)
                     progress.write_eval(step, eval_metrics)

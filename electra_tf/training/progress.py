@@ -35,10 +35,10 @@ class _MetricsLog:
 
     def __init__(self, path: str, resumed_from: int, enabled: bool):
         self.file = None
+        self.eval_steps = set()  # evaluations kept from before the checkpoint (chief only)
         if not enabled:
             return
         kept = []
-        self.eval_steps = set()  # evaluations kept from before the checkpoint
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
                 for line in f:
