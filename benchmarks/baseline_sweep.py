@@ -53,18 +53,13 @@ KEYS = ("generator_loss", "generator_accuracy", "discriminator_loss", "discrimin
 
 
 def build_data(work_dir: str) -> str:
-    """The packaged corpus as seq-64 TFRecords (the demo's preprocessing), built once."""
-    from electra_tf import corpus
-    from pipelines.build_pretraining_data import BuildOptions, build_pretraining_data
-    from pipelines.inputs import InputOptions
+    """The packaged corpus as TFRecords by `make demo`'s own preprocessing, built once."""
+    from electra_tf.config_io import load_config
+    from examples.demo import preprocess
 
     data_dir = os.path.join(work_dir, "data")
     if not os.path.exists(os.path.join(data_dir, "COMPLETED")):
-        build_pretraining_data(
-            BuildOptions(output_dir=data_dir, input=InputOptions(inputs=(corpus.corpus_glob(),)),
-                         max_seq_length=64, num_shards=4, validation_fraction=0.02,
-                         overwrite=True),
-            beam_args=["--runner=DirectRunner"])
+        preprocess(work_dir, load_config("demo"))
     return data_dir
 
 

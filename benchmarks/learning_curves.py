@@ -574,7 +574,6 @@ class PeerSide:
         from official.modeling import optimization
         from official.nlp.configs import pretraining_experiments  # noqa: F401 (registers it)
         from official.nlp.modeling.models import electra_pretrainer
-        from official.nlp.tasks import electra_task
 
         from electra_tf.objective import sampling
 
@@ -614,11 +613,7 @@ class PeerSide:
         self.schedule = factory.build_learning_rate()
         self.optimizer = factory.build_optimizer(self.schedule)
         self.optimization_config = optimization_config.as_dict()
-        task = electra_task.ElectraPretrainTask(electra_task.ElectraPretrainConfig(
-            model=electra_task.electra.ElectraPretrainerConfig(
-                discriminator_loss_weight=model_spec["discriminator_weight"])))
-        task_metrics = [tf_keras.metrics.Mean(name=n)
-                        for n in ("lm_example_loss", "discriminator_loss", "total_loss")]
+        task, task_metrics = parity.peer_task(model_spec["discriminator_weight"])
         variables = model.trainable_variables
         # Slots exist before a restore, so it fills them at once (not deferred).
         self.optimizer._create_all_weights(variables)

@@ -331,6 +331,21 @@ def build_peer(spec: dict):
         mlm_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))
 
 
+def peer_task(discriminator_weight: float):
+    """Model Garden's ``ElectraPretrainTask`` (its ``build_losses`` is the loss of its
+    ``train_step``) and the metrics ``build_losses`` fills: ``lm_example_loss``,
+    ``discriminator_loss``, ``total_loss``."""
+    import tf_keras
+    from official.nlp.tasks import electra_task
+
+    task = electra_task.ElectraPretrainTask(electra_task.ElectraPretrainConfig(
+        model=electra_task.electra.ElectraPretrainerConfig(
+            discriminator_loss_weight=discriminator_weight)))
+    metrics = [tf_keras.metrics.Mean(name=n)
+               for n in ("lm_example_loss", "discriminator_loss", "total_loss")]
+    return task, metrics
+
+
 def run_peer(directory: str) -> dict:
     """The peer's step on our batch and weights: writes ``peer.npz`` (gradients mapped to our
     variable paths, activations) and returns losses and the unmapped variables' gradients."""
@@ -340,7 +355,6 @@ def run_peer(directory: str) -> dict:
     import tensorflow as tf
     import tf_keras
     from official.nlp.modeling.models import electra_pretrainer
-    from official.nlp.tasks import electra_task
 
     from electra_tf.objective import sampling  # TensorFlow only: no Keras 3 in this process
 
@@ -377,11 +391,7 @@ def run_peer(directory: str) -> dict:
         return tf.one_hot(captured["sampled"], logits.shape[-1])
 
     electra_pretrainer.sample_from_softmax = sample_from_softmax
-    task = electra_task.ElectraPretrainTask(electra_task.ElectraPretrainConfig(
-        model=electra_task.electra.ElectraPretrainerConfig(
-            discriminator_loss_weight=spec["discriminator_weight"])))
-    metrics = [tf_keras.metrics.Mean(name=n)
-               for n in ("lm_example_loss", "discriminator_loss", "total_loss")]
+    task, metrics = peer_task(spec["discriminator_weight"])
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         outputs = model(inputs, training=True)

@@ -347,8 +347,9 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
                         f"file: {len(shards.files)} shards cannot be split across "
                         f"{num_input_pipelines} workers; write at least that many shards")
     # find_shards saw a record somewhere, but this pipeline's files may all be empty, and
-    # repeating them would spin forever without producing a batch.
-    if _first_record(files, shards.compression) is None:
+    # repeating them would spin forever without producing a batch. (One pipeline reads every
+    # file, which find_shards checked: no second read, e.g. at every evaluation.)
+    if num_input_pipelines > 1 and _first_record(files, shards.compression) is None:
         raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets only "
                         f"empty files ({files[0]}{', ...' if len(files) > 1 else ''}); write "
                         "fewer, fuller shards")
