@@ -16,11 +16,12 @@ setup(
     python_requires=">=3.10",
     # Listed, not found: a new subpackage is a decision (tests/test_package.py checks the list,
     # tools/check_install.sh installs it).
-    packages=["electra_tf", "electra_tf.finetuning", "electra_tf.models", "electra_tf.objective",
-              "electra_tf.serving", "electra_tf.training", "pipelines"],
+    packages=["electra_tf", "electra_tf.finetuning", "electra_tf.interop", "electra_tf.models",
+              "electra_tf.objective", "electra_tf.serving", "electra_tf.training", "pipelines"],
     package_data={
         "electra_tf": [
             "configs/*.yaml",
+            "configs/finetuning/*.yaml",
             "resources/serving/*.json",
             "resources/PROVENANCE.md",
             "resources/vocab/*.txt",
@@ -41,12 +42,13 @@ setup(
         # Exports write TF Serving warm-up requests with its protos; pinned with the TF family.
         f"tensorflow-serving-api=={TF_FAMILY}",
         "numpy",
+        # python -m electra_tf.convert reads and writes Hugging Face weights (no torch).
+        "safetensors>=0.4",
     ],
     extras_require={
         # matplotlib draws the validation and ablation plots (benchmarks/).
         "test": ["pytest>=8", "matplotlib>=3.7"],
         "serving": [f"tensorflow-serving-api=={TF_FAMILY}"],
-        "convert": ["safetensors>=0.4"],
         # Only for side-by-side comparisons in benchmarks/; built on tf_keras (Keras 2) and
         # never imported by the library.
         "peers": ["tf-models-official"],

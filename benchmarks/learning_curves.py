@@ -215,10 +215,10 @@ def export_initial_weights(config, path: str) -> None:
         return
     import numpy as np
 
-    from electra_tf.objective.pretrainer import ElectraPretrainer
+    from electra_tf.objective.pretrainer import build_pretrainer
     from electra_tf.tokenizer import Tokenizer
 
-    np.savez(path + ".tmp.npz", **parity.export_weights(ElectraPretrainer(config, Tokenizer())))
+    np.savez(path + ".tmp.npz", **parity.export_weights(build_pretrainer(config, Tokenizer())))
     os.replace(path + ".tmp.npz", path)
 
 
@@ -280,7 +280,7 @@ def metric_sums(batch: dict, mlm_logits, rtd_logits, is_replaced, hidden=None) -
 
 
 def finish_metrics(sums: dict, batches: int) -> dict:
-    """Metric values as ``ElectraPretrainer._global_metrics`` computes them; losses are means
+    """Metric values as ``objective.step_metrics.global_metrics`` computes them; losses are means
     over ``batches`` batches (as the training loop's evaluation), the rest pooled counts."""
     from electra_tf.objective import losses
 
@@ -448,14 +448,14 @@ class OurSide:
         from electra_tf.config import to_dict
         from electra_tf.config_io import load_config
         from electra_tf.training.optimization import build_optimizer
-        from electra_tf.objective.pretrainer import ElectraPretrainer
+        from electra_tf.objective.pretrainer import build_pretrainer
         from electra_tf.tokenizer import Tokenizer
         from electra_tf.training.checkpointing import model_state, optimizer_state
 
         self.spec, self.batches = spec, batches
         config = load_config(spec["plan"]["config"], tuple(spec["overrides"]))
         self.config = config
-        model = ElectraPretrainer(config, Tokenizer())
+        model = build_pretrainer(config, Tokenizer())
         weights = np.load(spec["initial_weights"])
         for variable in model.trainable_variables:
             variable.assign(weights[variable.path])

@@ -223,13 +223,13 @@ def run_ours(config, directory: str) -> dict:
     import tensorflow as tf
 
     from electra_tf.objective import sampling
-    from electra_tf.objective.pretrainer import ElectraPretrainer
+    from electra_tf.objective.pretrainer import build_pretrainer
     from electra_tf.tokenizer import Tokenizer
 
     if config.objective.replacements != "generator":
         raise ValueError("parity needs objective.replacements=generator")
     tokenizer = Tokenizer()
-    model = ElectraPretrainer(config, tokenizer)
+    model = build_pretrainer(config, tokenizer)
     rng = np.random.default_rng(INIT_SEED)
     for variable in sorted(model.trainable_variables, key=lambda v: v.path):
         value = rng.normal(0.0, INIT_STDDEV, variable.shape)

@@ -30,6 +30,7 @@ import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
 from electra_tf import corpus
 from electra_tf.config_io import load_config
+from electra_tf.finetuning.config import build_finetuning_config
 from electra_tf.finetuning import classifier
 from electra_tf.finetuning.tasks import TaskInfo
 from electra_tf.serving import export
@@ -42,7 +43,7 @@ BATCH_SIZES = (1, 32)
 def build_export(config_name: str, directory: str) -> str:
     """Exports a randomly initialised 3-label classifier of ``config_name`` (latency does not
     depend on the weights); returns the model directory."""
-    config = load_config(config_name)
+    config = build_finetuning_config(config_name, None)
     task = TaskInfo("classification", ("austen", "moby_dick", "sotu"), "text", None, "label")
     model = classifier.build_classifier(config, task.num_outputs, seed=0)
     run_dir = os.path.join(directory, "run")

@@ -2,9 +2,12 @@
 
 Measures, in one run on one machine:
 
-1. the matmul peak: the best of several large ``tf.matmul`` products in the compute dtype;
+1. the matmul peak: the best FLOP/s over several ``tf.matmul`` shapes in the compute dtype
+   (m × k × n: 1024³ … 4096³ and 4096 × 4096 × 1024; 8192³ on a GPU), before and after the runs:
+   one size alone misleads (on a 2-core EPYC, 2048³ read 219 GFLOP/s where 4096³ reached 321);
 2. electra_tf: ``electra_tf.training.loop.run_pretraining`` on synthetic TFRecords (full-length
-   sequences), ``2 × --steps`` steps; the second log interval (after tracing and warm-up) gives
+   sequences), ``2 × --steps`` steps, once per ``--steps_per_loop`` value (default 1 and 10:
+   steps per ``tf.function`` call); the second log interval (after tracing and warm-up) gives
    sequences/s; model FLOP utilisation (MFU) = model FLOPs/s ÷ the matmul peak;
 3. the peer, TF Model Garden's ``ElectraPretrainer`` (tf-models-official, on tf_keras), built as
    its ``ElectraPretrainTask`` builds it, same sizes, same losses, AdamWeightDecay + clipping, its
@@ -15,15 +18,18 @@ Measures, in one run on one machine:
 
 Steps 2 and 3 alternate ``--repeats`` times (default 3) and the best run of each side is
 reported, with every run in the JSON: CPU timings on a shared machine drift by ±15% over
-minutes, and alternating exposes both sides to the same drift.
+minutes, and alternating exposes both sides to the same drift. The JSON names the device: the
+CPU model and its vector extensions (AVX2, AVX-512, bfloat16 and AMX support decide what a
+CPU's matmul peak and mixed precision can be), or the GPU.
 
 Model FLOPs count matrix products only (2 per multiply-add), forward + backward = 3 × forward:
 both encoders, attention scores, the embedding projections, the MLM head at the
 ``max_predictions`` positions and the replaced-token head.
 
 Usage:
-  python benchmarks/train_throughput.py [--steps 5] [--peer_python /path/to/python]
-      [--set train.jit_compile=true ...] [--output benchmarks/results/train_throughput.json]
+  python benchmarks/train_throughput.py [--steps 5] [--steps_per_loop 1 10]
+      [--peer_python /path/to/python] [--set train.jit_compile=true ...]
+      [--output benchmarks/results/train_throughput.json]
 """
 
 from __future__ import annotations
@@ -60,12 +66,20 @@ def training_flops_per_sequence(config) -> float:
     return 3.0 * forward
 
 
-def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
-    """Best FLOP/s of a ``size``³ matmul in ``dtype`` (float32 uses TF32 on Ampere+ GPUs)."""
+CPU_MATMUL_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (3072, 3072, 3072),
+                     (4096, 4096, 4096), (4096, 4096, 1024))
+GPU_MATMUL_SHAPES = CPU_MATMUL_SHAPES[2:] + ((8192, 8192, 8192),)
+# /proc/cpuinfo flags that bound a CPU's matmul throughput and its low-precision support.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def matmul_flops(dtype: str, m: int, k: int, n: int, repeats: int = 5) -> float:
+    """Best FLOP/s of an ``[m, k] × [k, n]`` matmul in ``dtype`` (float32 is TF32 on Ampere+)."""
     import tensorflow as tf
 
-    a = tf.random.stateless_normal([size, size], seed=[1, 2], dtype=dtype)
-    b = tf.random.stateless_normal([size, size], seed=[3, 4], dtype=dtype)
+    a = tf.random.stateless_normal([m, k], seed=[1, 2], dtype=dtype)
+    b = tf.random.stateless_normal([k, n], seed=[3, 4], dtype=dtype)
     product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     product(a, b).numpy()  # compile, warm up
     best = float("inf")
@@ -73,7 +87,31 @@ def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
         start = time.perf_counter()
         product(a, b).numpy()
         best = min(best, time.perf_counter() - start)
-    return 2.0 * size ** 3 / best
+    return 2.0 * m * k * n / best
+
+
+def matmul_peaks(dtype: str, shapes) -> dict[str, float]:
+    """``{"MxKxN": FLOP/s}`` for each shape; the peak is the best of them."""
+    return {"x".join(map(str, shape)): matmul_flops(dtype, *shape) for shape in shapes}
+
+
+def cpu_description() -> dict:
+    """The CPU's model name, core count and vector extensions (from /proc/cpuinfo on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if flags and model:
+                    break
+    except OSError:  # not Linux: model from platform, extensions unknown
+        pass
+    return {"model": model, "cores": os.cpu_count(),
+            "vector_extensions": [f for f in VECTOR_FLAGS if f in flags]}
 
 
 def write_synthetic_data(directory: str, seq_length: int, count: int = 256) -> None:
@@ -108,14 +146,19 @@ def write_synthetic_data(directory: str, seq_length: int, count: int = 256) -> N
     assert input_lib.find_shards(directory, seq_length, tokenizer).num_examples == count
 
 
-def measure_electra_tf(config, steps: int, strategy_name: str) -> dict:
-    """Sequences/s of the training loop over ``steps`` steps after ``steps`` warm-up steps."""
+def measure_electra_tf(config, steps: int, strategy_name: str, steps_per_loop: int) -> dict:
+    """Sequences/s of the training loop over ``steps`` steps after ``steps`` warm-up steps.
+
+    ``steps`` is rounded up to a multiple of ``steps_per_loop``, so that every call runs
+    ``steps_per_loop`` steps (a call stops early at a log step).
+    """
     from electra_tf import config_io
     from electra_tf.training import distribute, loop
 
+    steps = -(-steps // steps_per_loop) * steps_per_loop
     config = config_io.apply_overrides(config, [
         f"train.num_steps={2 * steps}", f"train.log_every={steps}",
-        f"train.checkpoint_every={10 * steps}"])
+        f"train.checkpoint_every={10 * steps}", f"train.steps_per_loop={steps_per_loop}"])
     with tempfile.TemporaryDirectory() as work:
         os.makedirs(os.path.join(work, "data"))
         write_synthetic_data(os.path.join(work, "data"), config.data.seq_length)
@@ -124,7 +167,8 @@ def measure_electra_tf(config, steps: int, strategy_name: str) -> dict:
             distribute.make_strategy(strategy_name), echo=lambda line: print("  " + line))
     rate = result.train_metrics["throughput/sequences_per_second"]
     return {"sequences_per_second": rate, "step_time_ms": 1000 * config.train.batch_size / rate,
-            "final_loss": result.train_metrics["loss"]}
+            "final_loss": result.train_metrics["loss"], "steps_per_loop": steps_per_loop,
+            "timed_steps": steps}
 
 
 def peer_spec(config) -> dict:
@@ -238,7 +282,10 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[],
                         help="config overrides; default batch 32 × seq 128")
     parser.add_argument("--steps", type=int, default=5,
-                        help="timed steps (after as many warm-up steps)")
+                        help="timed steps (after as many warm-up steps), rounded up to a "
+                             "multiple of each --steps_per_loop")
+    parser.add_argument("--steps_per_loop", type=int, nargs="+", default=[1, 10],
+                        help="train.steps_per_loop values to measure (default 1 10)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternating measurements of each side; the best is reported")
     parser.add_argument("--strategy", default=None, help="default: gpu if present, else cpu")
@@ -261,22 +308,27 @@ def main(argv=None) -> int:
                                        *args.set])
     gpus = tf.config.list_logical_devices("GPU")
     strategy = args.strategy or ("gpu" if gpus else "cpu")
+    cpu = cpu_description()
     device = (tf.config.experimental.get_device_details(
         tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if gpus
-        else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})")
+        else f"CPU ({cpu['cores']} cores, {cpu['model']})")
     compute_dtype = {"float32": "float32", "mixed_float16": "float16",
                      "mixed_bfloat16": "bfloat16"}[config.train.mixed_precision]
-    matmul_size = 8192 if gpus else 2048
+    shapes = GPU_MATMUL_SHAPES if gpus else CPU_MATMUL_SHAPES
     flops = training_flops_per_sequence(config)
-    print(f"device: {device}; {flops / 1e9:.2f} GFLOP per training sequence")
-    peak = matmul_peak(compute_dtype, matmul_size)
+    print(f"device: {device}; vector extensions: {' '.join(cpu['vector_extensions'])}; "
+          f"{flops / 1e9:.2f} GFLOP per training sequence")
+    matmuls = matmul_peaks(compute_dtype, shapes)
     python = args.peer_python or (sys.executable if importlib.util.find_spec("official")
                                   else None)
     runs = []
     for repeat in range(args.repeats):
-        print(f"repeat {repeat + 1}/{args.repeats}: electra_tf")
-        run = {"electra_tf": measure_electra_tf(config, args.steps, strategy)}
-        print(f"  {run['electra_tf']['sequences_per_second']:.2f} sequences/s")
+        run = {}
+        for n in args.steps_per_loop:
+            print(f"repeat {repeat + 1}/{args.repeats}: electra_tf, steps_per_loop {n}")
+            ours = run[f"electra_tf_steps_per_loop_{n}"] = measure_electra_tf(
+                config, args.steps, strategy, n)
+            print(f"  {ours['sequences_per_second']:.2f} sequences/s")
         if python:
             print(f"repeat {repeat + 1}/{args.repeats}: Model Garden")
             peer = run["model_garden"] = measure_peer(config, args.steps, python)
@@ -284,20 +336,31 @@ def main(argv=None) -> int:
                   if "sequences_per_second" in peer else f"  {peer['status']}")
         runs.append(run)
     # Measured again after the runs (clocks warmed up, other load gone): the peak is the best.
-    peak = max(peak, matmul_peak(compute_dtype, matmul_size))
-    print(f"matmul peak {peak / 1e12:.3f} TFLOP/s ({compute_dtype}, {matmul_size}^3)")
+    matmuls = {k: max(v, w) for (k, v), w in zip(matmuls.items(),
+                                                 matmul_peaks(compute_dtype, shapes).values())}
+    peak_shape = max(matmuls, key=matmuls.get)
+    peak = matmuls[peak_shape]
+    print(f"matmul peak {peak / 1e12:.3f} TFLOP/s ({compute_dtype}, {peak_shape}); "
+          + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in matmuls.items()) + " GFLOP/s")
 
-    def best(side):
-        measured = [r[side] for r in runs if "sequences_per_second" in r.get(side, {})]
+    def best(*sides):
+        measured = [r[side] for r in runs for side in sides
+                    if "sequences_per_second" in r.get(side, {})]
         if not measured:
-            return next((r[side] for r in runs if side in r), None)
+            return next((r[side] for r in runs for side in sides if side in r), None)
         result = dict(max(measured, key=lambda m: m["sequences_per_second"]))
         result["mfu"] = result["sequences_per_second"] * flops / peak
         result["all_sequences_per_second"] = [m["sequences_per_second"] for m in measured]
         return result
 
-    ours, peer = best("electra_tf"), best("model_garden")
-    print(f"electra_tf: {ours['sequences_per_second']:.1f} sequences/s, MFU {ours['mfu']:.1%}")
+    by_steps_per_loop = {str(n): best(f"electra_tf_steps_per_loop_{n}")
+                         for n in args.steps_per_loop}
+    for n, measured in by_steps_per_loop.items():
+        print(f"electra_tf, steps_per_loop {n}: {measured['sequences_per_second']:.1f} "
+              f"sequences/s, MFU {measured['mfu']:.1%}")
+    # The best of our ways against the best of the peer's (it too runs both ways).
+    ours = best(*(f"electra_tf_steps_per_loop_{n}" for n in args.steps_per_loop))
+    peer = best("model_garden")
     if peer is None:
         peer = {"status": "not measured: tf-models-official is not installed (pip install "
                           "'.[peers]' or pass --peer_python)"}
@@ -308,7 +371,7 @@ def main(argv=None) -> int:
 
     result = {
         "command": "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:]),
-        "device": device, "strategy": strategy, "tensorflow": tf.__version__,
+        "device": device, "cpu": cpu, "strategy": strategy, "tensorflow": tf.__version__,
         # Other processes on the machine skew CPU timings; recorded so a reader can tell.
         "load_average_1min_at_end": os.getloadavg()[0],
         "timed_steps": args.steps, "repeats": args.repeats,
@@ -316,14 +379,25 @@ def main(argv=None) -> int:
         "generator": to_dict(config)["derived"]["generator_model"],
         "training_gflops_per_sequence": flops / 1e9,
         "matmul_peak_tflops": peak / 1e12, "matmul_dtype": compute_dtype,
-        "electra_tf": ours, "model_garden": peer,
+        "matmul_peak_shape": peak_shape,
+        "matmul_gflops_by_shape": {k: v / 1e9 for k, v in matmuls.items()},
+        "electra_tf": ours, "electra_tf_by_steps_per_loop": by_steps_per_loop,
+        "model_garden": peer,
     }
+    if len(by_steps_per_loop) > 1:  # a ratio, not a gate: CPU timings drift by ±15%
+        first, last = by_steps_per_loop[str(args.steps_per_loop[0])], by_steps_per_loop[
+            str(args.steps_per_loop[-1])]
+        result["steps_per_loop_speedup"] = (last["sequences_per_second"]
+                                            / first["sequences_per_second"])
+        print(f"steps_per_loop {args.steps_per_loop[-1]} vs {args.steps_per_loop[0]}: "
+              f"{result['steps_per_loop_speedup']:.2f}x")
     if "sequences_per_second" in peer:
         result["speedup_vs_model_garden"] = (ours["sequences_per_second"]
                                              / peer["sequences_per_second"])
         # Each repeat's own ratio (the two sides measured minutes apart).
         result["speedup_per_repeat"] = [
-            r["electra_tf"]["sequences_per_second"] / r["model_garden"]["sequences_per_second"]
+            max(r[f"electra_tf_steps_per_loop_{n}"]["sequences_per_second"]
+                for n in args.steps_per_loop) / r["model_garden"]["sequences_per_second"]
             for r in runs if "sequences_per_second" in r.get("model_garden", {})]
         print(f"speedup vs Model Garden: {result['speedup_vs_model_garden']:.2f}x (per repeat: "
               + ", ".join(f"{x:.2f}x" for x in result["speedup_per_repeat"]) + ")")

@@ -151,7 +151,6 @@ class OptimizerConfig:
       beta_1, beta_2, epsilon: Adam moments and epsilon.
       bias_correction: apply Adam's bias correction (the reference does not).
       clip_norm: global-norm clipping of the cross-replica gradient; 0 disables.
-      layerwise_lr_decay: ``d`` in ``lr · d^(L + 2 − depth)``; 1.0 disables (pre-training).
     """
 
     name: str = "adamw"
@@ -166,7 +165,6 @@ class OptimizerConfig:
     epsilon: float = 1e-6
     bias_correction: bool = False
     clip_norm: float = 1.0
-    layerwise_lr_decay: float = 1.0
 
     def validate(self) -> None:
         _check_choice("optimizer.name", self.name, ("adamw", "lamb"))
@@ -202,6 +200,8 @@ class TrainConfig:
       num_steps: total optimizer steps (T in the learning-rate schedule).
       seed: seed for initialization, masking, sampling, dropout and shuffling.
       accumulation_steps: micro-batches accumulated per optimizer step.
+      steps_per_loop: optimizer steps per ``tf.function`` call (fewer host round trips; TPU
+        100-1000, GPU 10-100); may change when resuming.
       log_every, checkpoint_every, eval_every: intervals in steps.
       eval_steps: validation batches per evaluation.
       keep_checkpoints: checkpoints kept by the checkpoint manager.
@@ -215,6 +215,7 @@ class TrainConfig:
     num_steps: int = 1_000_000
     seed: int = 0
     accumulation_steps: int = 1
+    steps_per_loop: int = 1
     log_every: int = 100
     checkpoint_every: int = 1000
     eval_every: int = 10000
@@ -227,7 +228,8 @@ class TrainConfig:
     def validate(self) -> None:
         _check_choice("train.mixed_precision", self.mixed_precision,
                       ("float32", "mixed_float16", "mixed_bfloat16"))
-        for name in ("batch_size", "num_steps", "accumulation_steps", "log_every",
+        for name in ("batch_size", "num_steps", "accumulation_steps", "steps_per_loop",
+                     "log_every",
                      "checkpoint_every", "eval_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")
@@ -240,35 +242,12 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning defaults (google-research/electra ``configure_finetuning.py``).
-
-    Attributes:
-      learning_rate: peak learning rate (Large: 5e-5).
-      layerwise_lr_decay: ``d`` in ``lr · d^(L + 2 − depth)`` (Large: 0.9).
-      warmup_fraction: warmup as a fraction of the total steps.
-      weight_decay: decoupled weight decay.
-      batch_size: training batch size.
-      epochs: passes over the training set.
-      seq_length: maximum tokens per example (longer inputs are truncated).
-      dropout_rate: dropout before the classification layer.
-      seeds: comma-separated seeds; each is a full fine-tuning run, the median is reported.
-    """
-
-    learning_rate: float = 1e-4
-    layerwise_lr_decay: float = 0.8
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    epochs: int = 3
-    seq_length: int = 128
-    dropout_rate: float = 0.1
-    seeds: str = "1"
-
-
-@dataclasses.dataclass(frozen=True)
 class Config:
-    """The whole configuration: one YAML file, one section per dataclass."""
+    """The pre-training configuration: one YAML file, one section per dataclass.
+
+    Fine-tuning has its own, :class:`electra_tf.finetuning.config.FinetuningConfig`, which
+    shares :class:`ModelConfig` and the tokenizer settings of ``data``.
+    """
 
     model: ModelConfig = ModelConfig()
     generator: GeneratorConfig = GeneratorConfig()
@@ -276,7 +255,6 @@ class Config:
     optimizer: OptimizerConfig = OptimizerConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
-    finetune: FinetuneConfig = FinetuneConfig()
 
     def validate(self) -> "Config":
         """Checks cross-field constraints; returns self so calls chain."""
@@ -327,7 +305,8 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A field type as a reader writes it: ``int``, ``Optional[int]``."""
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -343,7 +322,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping of {tp.__name__} fields, got {value!r}")
-        return _from_dict(tp, value, prefix=key + ".")
+        return dataclass_from_dict(tp, value, prefix=key + ".")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -363,10 +342,12 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):  # YAML reads seeds=1 as int
             return str(value)
-    raise ConfigError(f"{key}={value!r} has type {type(value).__name__}, expected {_type_name(tp)}")
+    raise ConfigError(f"{key}={value!r} has type {type(value).__name__}, expected {type_name(tp)}")
 
 
-def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+def dataclass_from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Builds the (nested) dataclass ``cls`` from plain data, strictly: an unknown key or a value
+    of the wrong type is a :class:`ConfigError` naming the dotted key (``prefix`` + key)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -379,7 +360,7 @@ def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
 
 def from_dict(data: dict) -> Config:
     """Builds a validated :class:`Config` from nested plain data (e.g. parsed YAML)."""
-    return _from_dict(Config, data or {}).validate()
+    return dataclass_from_dict(Config, data or {}).validate()
 
 
 def to_dict(config: Config) -> dict:

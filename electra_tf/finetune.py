@@ -11,22 +11,24 @@ Examples:
 ``--init MODEL_DIR`` loads a pre-trained discriminator (a pre-training ``--model_dir``, its
 ``pretrained/`` folder, or a converted model); its config is the default ``--config``, and its
 model section and tokenizer must match the one given. ``--init none`` starts from random
-weights of the config's model (the baseline every comparison needs).
+weights of the config's model (the baseline every comparison needs). The fine-tuning config
+(:mod:`electra_tf.finetuning.config`) takes the model and tokenizer from that config, and the
+``finetune`` defaults for the model's size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Optional
 
 from electra_tf.config import Config, ConfigError
-from electra_tf.config_io import load_config, override_keys
+from electra_tf.config_io import override_keys
+from electra_tf.finetuning.config import FinetuningConfig, build_finetuning_config
 
 
-def check_same_model(config: Config, pretrained: Config, where: str) -> None:
+def check_same_model(config: FinetuningConfig, pretrained: Config, where: str) -> None:
     """The fine-tuning config must describe the pre-trained network (names each difference)."""
     diffs = [f"model.{k}: {where} has {getattr(pretrained.model, k)!r}, the config has "
              f"{getattr(config.model, k)!r}"
@@ -43,8 +45,9 @@ def check_same_model(config: Config, pretrained: Config, where: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m electra_tf.finetune", description=__doc__.split("\n\n")[0],
-        epilog="--set keys: " + "; ".join(k for k in override_keys() if k.startswith(
-            ("finetune.", "model.dropout", "model.attention", "train.log_every"))),
+        epilog="--set keys: " + "; ".join(k for k in override_keys(FinetuningConfig)
+                                          if k.startswith(("finetune.", "model.dropout",
+                                                           "model.attention", "data."))),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init", required=True,
                         help="pre-trained model directory, or 'none' for random weights")
@@ -115,14 +118,14 @@ def _run(args) -> tuple[str, Optional[str]]:
             args.text_b_column, args.label_column)
     encoder, init = None, "none"
     if args.init.lower() == "none":
-        config = load_config(args.config, overrides)
+        config = build_finetuning_config(args.config, None, overrides)
         tokenizer = tokenizer_from_config(config.data)
     else:
         from electra_tf.models.pretrained import load_pretrained, resolve_pretrained_dir
 
         init = resolve_pretrained_dir(args.init)
         pretrained_config, tokenizer, encoder = load_pretrained(init)
-        config = load_config(args.config or os.path.join(init, "config.yaml"), overrides)
+        config = build_finetuning_config(args.config, init, overrides)
         check_same_model(config, pretrained_config, init)
     result = loop.run_finetuning(config, tokenizer, task, train, dev, args.output_dir, encoder,
                                  init)

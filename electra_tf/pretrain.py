@@ -45,13 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "pretrained/ model; an existing run there is resumed")
     parser.add_argument("--strategy", default="cpu", choices=STRATEGIES,
                         help="tf.distribute strategy (default cpu)")
-    parser.add_argument("--tpu", default="", help="TPU name or grpc:// address (--strategy=tpu)")
+    parser.add_argument("--tpu", default="",
+                        help="TPU name or grpc:// address, or 'local' for this TPU VM's own TPU "
+                             "(--strategy=tpu; empty reads TPU_NAME)")
     parser.add_argument("--eval_data", default=None,
                         help="validation TFRecords (glob, or a data directory: its validation "
                              "split), evaluated every train.eval_every steps")
     parser.add_argument("--init_from", default=None,
                         help="another pre-training model_dir (or checkpoint) to take the model "
                              "weights from; fresh optimizer and step")
+    parser.add_argument("--init_optimizer", action="store_true",
+                        help="with --init_from: also take its optimizer (step and Adam moments), "
+                             "e.g. from python -m electra_tf.convert import tf1 --with_optimizer")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable), e.g. --set "
                              "train.num_steps=1000 --set train.batch_size=64")
@@ -75,6 +80,8 @@ def _sets_vocab_size(config: str, overrides: list[str]) -> bool:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.init_optimizer and not args.init_from:
+        parser.error("--init_optimizer needs --init_from")
     try:
         config = load_config(args.config, tuple(args.set))
     except ConfigError as e:
@@ -96,7 +103,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             config = apply_overrides(config, [f"model.vocab_size={vocab_size}"])
         result = run_pretraining(
             config, args.data, args.model_dir, strategy, eval_pattern=args.eval_data,
-            init_from=args.init_from, skip_corrupt=args.skip_corrupt)
+            init_from=args.init_from, skip_corrupt=args.skip_corrupt,
+            init_optimizer=args.init_optimizer)
     except (DataError, TrainingError, distribute.StrategyError,
             TokenizerError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,13 +10,13 @@
 6. predict a few sentences from that SavedModel in a fresh process.
 
 Usage: python -m examples.demo [--output_dir demo_output] [--set section.key=value ...]
+(``finetune.*`` keys go to the fine-tuning config, the others to pre-training's.)
 Re-running resumes pre-training from its checkpoint and rebuilds the other steps.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +28,8 @@ import tensorflow as tf
 
 from electra_tf import corpus
 from electra_tf.config_io import load_config
+from electra_tf.finetuning.config import (apply_finetuning_overrides, from_pretraining,
+                                         packaged_defaults)
 from electra_tf.tokenizer import Tokenizer
 
 DEMO_SENTENCES = [
@@ -92,7 +94,7 @@ def pretrain(out: str, data_dir: str, config) -> str:
     return model_dir
 
 
-def finetune(out: str, model_dir: str, config):
+def finetune(out: str, model_dir: str, config, ft_config):
     from electra_tf.finetuning import loop, tasks
     from electra_tf.models.pretrained import load_pretrained
     from examples.demo_task import build_demo_task
@@ -105,19 +107,11 @@ def finetune(out: str, model_dir: str, config):
         print(f"  -- {name}")
         run_dir = os.path.join(out, "finetune", "pretrained" if init else "random_init")
         shutil.rmtree(run_dir, ignore_errors=True)
-        if init:
-            ft_config, tokenizer, encoder = load_pretrained(init)
-            ft_config = _with_finetune_section(ft_config, config)
-        else:
-            ft_config, tokenizer, encoder = config, Tokenizer(), None
+        # The pre-trained model is the demo config's network: one fine-tuning config for both.
+        tokenizer, encoder = load_pretrained(init)[1:] if init else (Tokenizer(), None)
         results[name] = loop.run_finetuning(ft_config, tokenizer, task, train, dev, run_dir,
                                             encoder, init=init or "none")
     return results, dev
-
-
-def _with_finetune_section(saved, config):
-    """The pre-trained model's config with the demo's fine-tuning settings."""
-    return dataclasses.replace(saved, finetune=config.finetune)
 
 
 def predict_in_fresh_process(out: str, export_root: str) -> None:
@@ -148,7 +142,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
-    config = load_config("demo", args.set)
+    pretraining_sets = [s for s in args.set if not s.strip().startswith("finetune.")]
+    config = load_config("demo", pretraining_sets)
+    ft_config = apply_finetuning_overrides(from_pretraining(config, packaged_defaults("demo")),
+                                           [s for s in args.set if s not in pretraining_sets])
     start = time.time()
     print(f"electra_tf demo — outputs under {out}")
 
@@ -174,7 +171,7 @@ def main(argv=None) -> None:
           f"({time.time() - t:.0f}s)")
 
     t = _banner("4/6", "fine-tune on the demo task: which source is a passage from?")
-    results, dev = finetune(out, model_dir, config)
+    results, dev = finetune(out, model_dir, config, ft_config)
     for name, result in results.items():
         print(f"  {name:<12} dev " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                sorted(result.median.items())))

@@ -31,49 +31,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from electra_tf.tokenizer import Tokenizer, TokenizerError
 from electra_tf.training.records import FORMATS
 from pipelines import reading
-from pipelines.inputs import (InputOptions, PipelineError, ReadInputs, add_input_arguments,
-                              input_options, resolve_inputs)
+from pipelines.inputs import (PipelineError, ReadInputs, add_input_arguments, input_options,
+                              resolve_inputs)
+from pipelines.options import BuildOptions, InputOptions
 from pipelines.packing import MIN_SEQ_LENGTH
 from pipelines.records import shard_pattern
-from pipelines.transforms import (SPLITS, PackOptions, ShardInfo, SumCounts, TokenizeAndPack,
-                                  WriteShards, shards_for)
+from pipelines.transforms import (SPLITS, ShardInfo, SumCounts, TokenizeAndPack, WriteShards,
+                                  shards_for)
 
 COMPRESSIONS = {"none": "", "gzip": "GZIP"}
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildOptions:
-    """Everything the pipeline's output depends on (stored in ``metadata.json``).
-
-    Attributes:
-      output_dir: where the shards, ``metadata.json`` and ``COMPLETED`` go (any Beam/TF file
-        system path).
-      input: the text to read (``pipelines/inputs.py``).
-      vocab: WordPiece vocabulary; empty for the packaged BERT uncased one.
-      lower_case: lower-case and strip accents (match the vocabulary).
-      max_seq_length: tokens per example (the pre-training config's ``data.seq_length``).
-      num_shards: train shards; 0 picks the fewest that keep shards under 256 MB.
-      validation_fraction: share of documents held out as the ``validation`` split.
-      seed: keys the packing, the held-out documents and the shard order.
-      format: ``electra_tf`` or ``original`` (google-research/electra feature names).
-      compression: ``""`` or ``"GZIP"``.
-      max_unk_fraction: document parts with a larger share of ``[UNK]`` tokens are skipped.
-      overwrite: replace the outputs of a completed earlier run in ``output_dir``.
-    """
-
-    output_dir: str
-    input: InputOptions
-    vocab: str = ""
-    lower_case: bool = True
-    max_seq_length: int = 128
-    num_shards: int = 0
-    validation_fraction: float = 0.01
-    seed: int = 0
-    format: str = "electra_tf"
-    compression: str = ""
-    max_unk_fraction: float = 0.5
-    overwrite: bool = False
 
 
 def build_pretraining_data(options: BuildOptions, beam_args: Sequence[str] = ()) -> dict:
@@ -104,16 +71,10 @@ def build_pretraining_data(options: BuildOptions, beam_args: Sequence[str] = ())
         "tokenizer": tokenizer.settings(),
         "options": dataclasses.asdict(options),
     }
-    pack_options = PackOptions(
-        vocab_path=options.vocab, tokenizer_settings=tokenizer.settings(),
-        lower_case=options.lower_case,
-        seq_length=options.max_seq_length, seed=options.seed,
-        validation_fraction=options.validation_fraction,
-        max_unk_fraction=options.max_unk_fraction, format=options.format)
-
     with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
         chunks, read_counts = p | "Read" >> ReadInputs(options.input, work_items)
-        batches, pack_counts = chunks | "TokenizeAndPack" >> TokenizeAndPack(pack_options)
+        batches, pack_counts = (chunks | "TokenizeAndPack"
+                                >> TokenizeAndPack(options, static["tokenizer"]))
         totals = (read_counts, pack_counts) | "SumCounts" >> SumCounts()
         num_shards = totals | "NumShards" >> beam.Map(_num_shards, splits, options.num_shards)
         written = batches | "WriteShards" >> WriteShards(options.output_dir,

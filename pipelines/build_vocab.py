@@ -21,7 +21,6 @@ Use it with ``--set data.vocab_path=FILE`` (and ``data.lower_case`` as learned) 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from typing import Iterator, Optional, Sequence
 
@@ -31,34 +30,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from electra_tf import tokenizer as tokenizer_lib
-from pipelines.inputs import (InputOptions, PipelineError, ReadInputs, add_input_arguments,
-                              input_options, resolve_inputs)
+from pipelines.inputs import (PipelineError, ReadInputs, add_input_arguments, input_options,
+                              resolve_inputs)
+from pipelines.options import InputOptions, VocabOptions
 from pipelines.reading import TextChunk
 
 logger = logging.getLogger(__name__)
 # What split_words puts in place of words too long for WordPiece; the splitter never produces
 # it otherwise (it splits "[" and "]" off every word).
 _OVERLONG = "[UNK]"
-
-
-@dataclasses.dataclass(frozen=True)
-class VocabOptions:
-    """What to learn.
-
-    Attributes:
-      output: the vocabulary file to write (one token per line).
-      input: the text to learn from (``pipelines/inputs.py``).
-      vocab_size: the largest vocabulary acceptable; the learner returns one within 5% below.
-      lower_case: lower-case and strip accents first (an uncased vocabulary).
-      max_input_words: only this many most frequent words are given to the learner (it is
-        single-threaded Python: ~5 s per 10k distinct words on one core).
-    """
-
-    output: str
-    input: InputOptions
-    vocab_size: int = 30522
-    lower_case: bool = True
-    max_input_words: int = 1_000_000
 
 
 class _CountWords(beam.DoFn):

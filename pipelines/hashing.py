@@ -2,8 +2,9 @@
 
 An example's key is ``hash(seed, source name) → document index → part index → example index``
 (:func:`source_key`, then :func:`hash_combine` once per level). Each decision takes its own
-stream: ``uniform(hash_combine(key, purpose))``. Nothing depends on bundle order, worker count
-or runner, so the same input and seed give the same examples, shards and record order anywhere.
+stream: ``unit_float(hash_combine(key, purpose))``. Nothing depends on bundle order, worker
+count or runner, so the same input and seed give the same examples, shards and record order
+anywhere.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def hash_combine(key, value) -> np.ndarray:
     return mix64(np.asarray(key, np.uint64) ^ mix64(np.asarray(value, np.uint64)))
 
 
-def uniform(key) -> np.ndarray:
-    """A float in [0, 1) from each 64-bit key (its top 53 bits)."""
+def unit_float(key) -> np.ndarray:
+    """A float64 in [0, 1) from each 64-bit key: its top 53 bits, as a binary fraction."""
     return (np.asarray(key, np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 

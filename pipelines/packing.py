@@ -30,7 +30,7 @@ import dataclasses
 import numpy as np
 
 from pipelines import hashing
-from pipelines.hashing import hash_combine, uniform
+from pipelines.hashing import hash_combine, unit_float
 
 SHORT_TARGET_PROB = 0.05  # reference: short_seq_prob
 SINGLE_SEGMENT_PROB = 0.1  # reference: "small chance to only have one segment"
@@ -93,7 +93,7 @@ def pack(tokens: np.ndarray, part_lengths: np.ndarray, part_keys: np.ndarray,
     part, index, budget, key, offset = (a[keep] for a in (part, index, budget, key, offset))
     start = part_starts[part] + offset
     end = np.minimum(start + budget, part_starts[part] + part_lengths[part])
-    single = uniform(hash_combine(key, hashing.SINGLE_SEGMENT)) < SINGLE_SEGMENT_PROB
+    single = unit_float(hash_combine(key, hashing.SINGLE_SEGMENT)) < SINGLE_SEGMENT_PROB
     split = np.where(single, end, _split_points(start, end, key, np.asarray(boundaries)))
     return _assemble(np.asarray(tokens), start, split, end, part, key, seq_length, special)
 
@@ -110,8 +110,8 @@ def _windows(part_lengths: np.ndarray, part_keys: np.ndarray,
         part = np.repeat(np.arange(len(part_lengths)), count)
         index = np.arange(len(part)) - np.repeat(np.cumsum(count) - count, count)
         key = hash_combine(part_keys[part], index)
-        single = uniform(hash_combine(key, hashing.SINGLE_SEGMENT)) < SINGLE_SEGMENT_PROB
-        short = uniform(hash_combine(key, hashing.SHORT_TARGET)) < SHORT_TARGET_PROB
+        single = unit_float(hash_combine(key, hashing.SINGLE_SEGMENT)) < SINGLE_SEGMENT_PROB
+        short = unit_float(hash_combine(key, hashing.SHORT_TARGET)) < SHORT_TARGET_PROB
         short_length = MIN_TARGET + (hash_combine(key, hashing.SHORT_LENGTH)
                                      % np.uint64(seq_length - MIN_TARGET + 1)).astype(np.int64)
         target = np.where(short, short_length, seq_length)
@@ -137,7 +137,7 @@ def _split_points(start: np.ndarray, end: np.ndarray, key: np.ndarray,
     else:
         before = after = middle
         has_before = has_after = np.zeros(len(start), bool)
-    take_after = uniform(hash_combine(key, hashing.SPLIT_AFTER)) < 0.5
+    take_after = unit_float(hash_combine(key, hashing.SPLIT_AFTER)) < 0.5
     split = np.where(has_before & has_after, np.where(take_after, after, before),
                      np.where(has_before, before, np.where(has_after, after, middle)))
     return np.where(end - start >= 2, split, end)

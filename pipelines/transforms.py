@@ -2,7 +2,7 @@
 
 ::
 
-    SourceFile / TfdsShard ──ReadTextFiles / ReadTfds──▶ TextChunk
+    SourceFile / TfdsShard ──ReadTextFiles / ReadTfds──▶ TextChunk  (in pipelines/inputs.py)
     TextChunk ──TokenizeAndPack──▶ RecordBatch (serialized examples of one split)
     RecordBatch + shard counts ──WriteShards──▶ ShardInfo (one per file written)
 
@@ -19,19 +19,17 @@ chunk of about a megabyte of text, so Beam's per-element cost is paid per chunk,
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from typing import Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from electra_tf.training.records import FEATURES, ORIGINAL_FEATURES
-from pipelines import hashing, reading
+from pipelines import hashing
+from pipelines.options import BuildOptions
 from pipelines.packing import SpecialIds, pack
 from pipelines.reading import Counts, TextChunk
 from pipelines.records import RecordBatch, serialize_examples, shard_name, shard_of, shard_order
@@ -40,12 +38,9 @@ NAMESPACE = "electra_tf.preprocess"
 COUNTS = "counts"
 SPLITS = ("train", "validation")
 SENTENCE_END_TOKENS = (".", "!", "?")
-JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
-
-logger = logging.getLogger(__name__)
 
 
-def _report(counts: Counts) -> beam.pvalue.TaggedOutput:
+def report_counts(counts: Counts) -> beam.pvalue.TaggedOutput:
     """Adds ``counts`` to the Beam metrics and returns them as the ``counts`` output."""
     for name, value in sorted(counts.items()):
         if value:
@@ -53,178 +48,11 @@ def _report(counts: Counts) -> beam.pvalue.TaggedOutput:
     return beam.pvalue.TaggedOutput(COUNTS, Counts(counts))
 
 
-@dataclasses.dataclass(frozen=True)
-class ReadOptions:
-    """How raw input is cut into documents, lines and chunks (see ``pipelines/reading.py``).
-
-    Attributes:
-      max_line_bytes: longer lines are cut into pieces at whitespace.
-      chunk_bytes: about this much text makes one unit of work; longer documents are cut
-        into parts.
-      json_field: the text field of JSON Lines records.
-      max_json_bytes: longer JSON Lines records are skipped (they cannot be parsed in pieces).
-    """
-
-    max_line_bytes: int = 1 << 20
-    chunk_bytes: int = 1 << 20
-    json_field: str = "text"
-    max_json_bytes: int = 64 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceFile:
-    """An input file: where it is, and its stable name (keys the randomness of its examples)."""
-
-    path: str
-    name: str
-
-
-def is_json_lines(path: str) -> bool:
-    """Whether ``path`` is JSON Lines (``.jsonl``/``.ndjson``, optionally compressed)."""
-    base = path
-    for suffix in (".gz", ".bz2", ".deflate", ".zst", ".lzma"):
-        if base.endswith(suffix):
-            base = base[:-len(suffix)]
-    return base.endswith(JSON_LINES_SUFFIXES)
-
-
-class _ReadTextFile(beam.DoFn):
-    """SourceFile → TextChunks (and counts). Reads one file sequentially, as bytes."""
-
-    def __init__(self, options: ReadOptions):
-        self.options = options
-
-    def process(self, source: SourceFile) -> Iterator:
-        counts = Counts(files=1)
-        o = self.options
-        # .gz is decompressed by reading.read_blocks, which notices a truncated file.
-        gzipped = source.path.endswith(".gz")
-        try:
-            f = FileSystems.open(source.path, mime_type="application/octet-stream",
-                                 compression_type=(CompressionTypes.UNCOMPRESSED if gzipped
-                                                   else CompressionTypes.AUTO))
-        except Exception as e:  # noqa: BLE001 - any file system's error: count, keep going
-            logger.warning("skipping %s: cannot open it: %s", source.path, e)
-            counts["skipped.unreadable_files"] += 1
-            yield _report(counts)
-            return
-        with f:
-            blocks = reading.read_blocks(f, source.path, counts, gzipped)
-            if is_json_lines(source.path):
-                texts = reading.json_texts(blocks, o.json_field, o.max_json_bytes, counts)
-                chunks = reading.records_chunks(texts, source.name, o.max_line_bytes,
-                                                o.chunk_bytes, counts)
-            else:
-                chunks = reading.text_file_chunks(blocks, source.name, o.max_line_bytes,
-                                                  o.chunk_bytes, counts)
-            yield from chunks
-        yield _report(counts)
-
-
-class ReadTextFiles(beam.PTransform):
-    """Text / JSON Lines files → (TextChunks, counts); chunks are redistributed over workers."""
-
-    def __init__(self, options: ReadOptions):
-        super().__init__()
-        self.options = options
-
-    def expand(self, sources):
-        read = (sources
-                | "SpreadFiles" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_ReadTextFile(self.options)).with_outputs(
-                    COUNTS, main="chunks"))
-        # One file can hold many chunks: spread them so that tokenizing is parallel.
-        return read.chunks | "SpreadChunks" >> beam.Reshuffle(), read[COUNTS]
-
-
-@dataclasses.dataclass(frozen=True)
-class TfdsShard:
-    """One TFDS file instruction: examples ``[skip, skip + take)`` of one shard file."""
-
-    filename: str
-    skip: int
-    take: int
-
-
-class _ReadTfdsShard(beam.DoFn):
-    """TfdsShard → TextChunks (and counts); one document per example."""
-
-    def __init__(self, name: str, data_dir: Optional[str], text_feature: str,
-                 options: ReadOptions):
-        self.name, self.data_dir, self.text_feature = name, data_dir, text_feature
-        self.options = options
-
-    def setup(self):
-        import tensorflow_datasets as tfds
-
-        self._tfds = tfds
-        self._builder = tfds.builder(self.name, data_dir=self.data_dir)
-
-    def process(self, shard: TfdsShard) -> Iterator:
-        info = self._tfds.core.naming.FilenameInfo.from_str(os.path.basename(shard.filename))
-        ds = self._builder.as_dataset(split=f"{info.split}[{info.shard_index}shard]",
-                                      shuffle_files=False)
-        ds = ds.skip(shard.skip).take(shard.take).map(lambda ex: ex[self.text_feature])
-        counts = Counts(files=1)
-        # The source name leaves out the data_dir: the same dataset gives the same examples
-        # wherever it is stored. Document indices count from the shard's first example.
-        chunker = reading.records_chunks(ds.as_numpy_iterator(),
-                                         f"{self.name}/{os.path.basename(shard.filename)}",
-                                         self.options.max_line_bytes, self.options.chunk_bytes,
-                                         counts)
-        for chunk in chunker:
-            chunk.parts = [(doc + shard.skip, part) for doc, part in chunk.parts]
-            yield chunk
-        yield _report(counts)
-
-
-class ReadTfds(beam.PTransform):
-    """TfdsShards → (TextChunks, counts): the ``text_feature`` of a prepared TFDS dataset."""
-
-    def __init__(self, name: str, data_dir: Optional[str], text_feature: str,
-                 options: ReadOptions):
-        super().__init__()
-        self.fn = _ReadTfdsShard(name, data_dir, text_feature, options)
-
-    def expand(self, shards):
-        read = (shards
-                | "SpreadShards" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(self.fn).with_outputs(COUNTS, main="chunks"))
-        return read.chunks | "SpreadChunks" >> beam.Reshuffle(), read[COUNTS]
-
-
-@dataclasses.dataclass(frozen=True)
-class PackOptions:
-    """How chunks become examples.
-
-    Attributes:
-      vocab_path, lower_case: the tokenizer (``electra_tf.tokenizer.Tokenizer``); an empty
-        path is the packaged vocabulary, wherever the worker installed the package.
-      tokenizer_settings: ``Tokenizer.settings()`` as the launcher saw them (vocabulary
-        sha256, casing, special ids); each worker checks that its tokenizer agrees.
-      seq_length: tokens per example.
-      seed: keys every random choice (with the source name and document index).
-      validation_fraction: documents held out for the ``validation`` split.
-      max_unk_fraction: a document part with a larger share of ``[UNK]`` is skipped.
-      format: ``electra_tf`` (``token_ids``/``segment_ids``/``padding_mask``) or ``original``
-        (google-research/electra's ``input_ids``/``segment_ids``/``input_mask``).
-    """
-
-    vocab_path: str = ""
-    tokenizer_settings: Optional[dict] = None
-    lower_case: bool = True
-    seq_length: int = 128
-    seed: int = 0
-    validation_fraction: float = 0.0
-    max_unk_fraction: float = 0.5
-    format: str = "electra_tf"
-
-
 class _TokenizeAndPack(beam.DoFn):
     """TextChunk → RecordBatches (one per split present) and counts."""
 
-    def __init__(self, options: PackOptions):
-        self.options = options
+    def __init__(self, options: BuildOptions, tokenizer_settings: Optional[dict]):
+        self.options, self.tokenizer_settings = options, tokenizer_settings
 
     def setup(self):
         import tensorflow as tf
@@ -233,10 +61,10 @@ class _TokenizeAndPack(beam.DoFn):
 
         # fast: FastWordpieceTokenizer, the same ids as the default (tested in
         # tests/test_tokenizer.py), 1.3–2.9× faster.
-        tokenizer = Tokenizer(self.options.vocab_path or None, lower_case=self.options.lower_case,
+        tokenizer = Tokenizer(self.options.vocab or None, lower_case=self.options.lower_case,
                               fast=True)
-        if self.options.tokenizer_settings:
-            tokenizer.check_settings(self.options.tokenizer_settings, "the launcher's tokenizer")
+        if self.tokenizer_settings:
+            tokenizer.check_settings(self.tokenizer_settings, "the launcher's tokenizer")
         # One graph for every batch (no retracing); autograph has nothing to convert here and
         # would add seconds of tracing per worker.
         self._tokenize = tf.function(tokenizer.tokenize, autograph=False,
@@ -278,10 +106,10 @@ class _TokenizeAndPack(beam.DoFn):
         docs = np.array([d for d, _ in chunk.parts], np.int64).reshape(-1)
         parts = np.array([p for _, p in chunk.parts], np.int64).reshape(-1)
         doc_keys = hashing.hash_combine(hashing.source_key(o.seed, chunk.source), docs)
-        validation = hashing.uniform(
+        validation = hashing.unit_float(
             hashing.hash_combine(doc_keys, hashing.VALIDATION)) < o.validation_fraction
         packed = pack(tokens, part_lengths, hashing.hash_combine(doc_keys, parts), boundaries,
-                      o.seq_length, self._special)
+                      o.max_seq_length, self._special)
 
         counts["tokens_written"] += int(packed.content.sum())
         counts["unk_tokens_written"] += int((packed.token_ids == self._unk_id).sum())
@@ -295,7 +123,7 @@ class _TokenizeAndPack(beam.DoFn):
             counts[f"examples.{split}"] += len(rows)
             counts[f"record_bytes.{split}"] += len(data)
             yield RecordBatch(split, data, offsets, packed.key[rows])
-        yield _report(counts)
+        yield report_counts(counts)
 
     def _tokenize_lines(self, lines: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """All tokens of ``lines`` concatenated (int64), and the count per line."""
@@ -307,15 +135,23 @@ class _TokenizeAndPack(beam.DoFn):
 
 
 class TokenizeAndPack(beam.PTransform):
-    """TextChunks → (RecordBatches, counts): tokenize, pack (pipelines/packing.py), serialize."""
+    """TextChunks → (RecordBatches, counts): tokenize, pack (pipelines/packing.py), serialize.
 
-    def __init__(self, options: PackOptions):
+    Args:
+      options: the build's options; this reads ``vocab``, ``lower_case``, ``max_seq_length``,
+        ``seed``, ``validation_fraction``, ``max_unk_fraction`` and ``format``.
+      tokenizer_settings: ``Tokenizer.settings()`` as the launcher saw them (vocabulary sha256,
+        casing, special ids); each worker checks that its tokenizer agrees. None: no check.
+    """
+
+    def __init__(self, options: BuildOptions, tokenizer_settings: Optional[dict] = None):
         super().__init__()
-        self.options = options
+        self.options, self.tokenizer_settings = options, tokenizer_settings
 
     def expand(self, chunks):
         out = chunks | "TokenizeAndPack" >> beam.ParDo(
-            _TokenizeAndPack(self.options)).with_outputs(COUNTS, main="records")
+            _TokenizeAndPack(self.options, self.tokenizer_settings)).with_outputs(
+                COUNTS, main="records")
         return out.records, out[COUNTS]
 
 

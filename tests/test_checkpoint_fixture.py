@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from electra_tf.config_io import load_saved_config
-from electra_tf.objective.pretrainer import ElectraPretrainer
+from electra_tf.objective.pretrainer import build_pretrainer
 from electra_tf.tokenizer import Tokenizer
 from electra_tf.training import checkpointing
 from electra_tf.training.optimization import build_optimizer
@@ -36,7 +36,7 @@ def test_checkpoint_of_earlier_code_restores_and_continues_identically(tmp_path)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                   vocab_path=vocab_path))
     tf.config.experimental.enable_op_determinism()  # as the loop (train.deterministic)
-    pretrainer = ElectraPretrainer(config, Tokenizer(vocab_path))
+    pretrainer = build_pretrainer(config, Tokenizer(vocab_path))
     optimizer = build_optimizer(config.optimizer, config.train.num_steps, pretrainer)
     pretrainer.compile(optimizer=optimizer)
     seed_generators = pretrainer.seed_generator_variables()

@@ -112,3 +112,110 @@ def test_override_keys_cover_every_field():
     assert len(keys) == sum(len(dataclasses.fields(f.type if isinstance(f.type, type) else
                                                    getattr(config_lib, f.type)))
                             for f in dataclasses.fields(config_lib.Config))
+
+
+def test_train_steps_per_loop_is_validated():
+    assert load_config("debug_tiny").train.steps_per_loop == 1
+    assert load_config("debug_tiny", ["train.steps_per_loop=100"]).train.steps_per_loop == 100
+    with pytest.raises(ConfigError, match=r"train.steps_per_loop=0 must be >= 1"):
+        load_config("debug_tiny", ["train.steps_per_loop=0"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The split: pre-training's Config and fine-tuning's FinetuningConfig.
+
+FIXTURE = "tests/data/checkpoint_fixture"  # a config.yaml written before the split
+
+
+def test_packaged_configs_are_pretraining_configs_only(capsys):
+    for name in config_io.packaged_config_names():
+        load_config(name)
+    assert capsys.readouterr().err == ""  # no deprecation line for what ships
+    assert not any(f.name == "finetune" for f in dataclasses.fields(config_lib.Config))
+    assert "layerwise_lr_decay" not in {f.name for f in
+                                        dataclasses.fields(config_lib.OptimizerConfig)}
+
+
+def test_old_pretraining_files_load_with_one_line_saying_where_keys_moved(tmp_path, capsys):
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  hidden_size: 64\n  num_heads: 2\n"
+                   "optimizer:\n  learning_rate: 3.0e-4\n  layerwise_lr_decay: 0.8\n"
+                   "finetune:\n  epochs: 5\n")
+    config = load_config(str(old))
+    assert config.model.hidden_size == 64 and config.optimizer.learning_rate == 3e-4
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"deprecated: {old}: finetune moved to the "
+                                               "fine-tuning config")
+    assert "optimizer.layerwise_lr_decay moved to finetune.layerwise_lr_decay" in err[0]
+    # A saved model directory's config.yaml (the committed checkpoint fixture's).
+    saved = config_io.load_saved_config(FIXTURE)
+    assert saved.model.num_layers == 1 and saved.train.batch_size == 8
+    assert "checkpoint_fixture/config.yaml: finetune moved" in capsys.readouterr().err
+    # --set finetune.* on pre-training: dropped with one line (it never changed pre-training).
+    c = load_config("debug_tiny", ["finetune.epochs=5", "train.num_steps=3"])
+    assert c == load_config("debug_tiny", ["train.num_steps=3"])
+    assert capsys.readouterr().err.count("deprecated: --set: finetune moved") == 1
+    # Saving writes neither key.
+    config_io.save_config(saved, str(tmp_path / "new"))
+    written = yaml.safe_load((tmp_path / "new" / "config.yaml").read_text())
+    assert "finetune" not in written and "layerwise_lr_decay" not in written["optimizer"]
+
+
+def test_finetuning_config_per_size_defaults_and_overrides(capsys):
+    from electra_tf.finetuning import config as ft
+
+    tiny = ft.load_finetuning_config("debug_tiny")
+    assert tiny.model == load_config("debug_tiny").model  # the shared ModelConfig
+    assert (tiny.finetune.batch_size, tiny.finetune.epochs, tiny.finetune.seq_length) == (
+        16, 2, 32)
+    large = ft.load_finetuning_config("electra_large").finetune
+    assert (large.learning_rate, large.layerwise_lr_decay) == (5e-5, 0.9)
+    assert ft.load_finetuning_config("electra_small").finetune == ft.FinetuneConfig()
+    # A model pre-trained with a packaged config gets that size's defaults, whatever its vocab.
+    demo = load_config("demo", ["model.vocab_size=1000", "train.num_steps=3"])
+    assert ft.from_pretraining(demo).finetune.learning_rate == 3e-4
+    assert ft.from_pretraining(load_config("demo", ["model.num_layers=3"])).finetune == (
+        ft.FinetuneConfig(seq_length=128))
+    c = ft.build_finetuning_config("debug_tiny", None, [
+        "finetune.epochs=5", 'finetune.seeds="1,2"', "model.dropout_rate=0.2",
+        "data.lower_case=false", "train.log_every=3"])
+    assert (c.finetune.epochs, c.finetune.seeds, c.model.dropout_rate, c.data.lower_case,
+            c.finetune.log_every) == (5, "1,2", 0.2, False, 3)
+    assert capsys.readouterr().err.strip() == (
+        "deprecated: --set: train.log_every is now finetune.log_every")
+    with pytest.raises(ConfigError, match="'optimizer' is not a config section; sections: "
+                                          "model, data, finetune"):
+        ft.build_finetuning_config("debug_tiny", None, ["optimizer.beta_2=0.98"])
+    with pytest.raises(ConfigError, match="unknown config key 'data.seq_length'; valid keys: "
+                                          "vocab_path, lower_case"):
+        ft.build_finetuning_config("debug_tiny", None, ["data.seq_length=16"])
+    with pytest.raises(ConfigError, match="finetune.seq_length=128 exceeds "
+                                          "model.max_position_embeddings=64"):
+        ft.build_finetuning_config("debug_tiny", None, ["finetune.seq_length=128"])
+    with pytest.raises(ConfigError, match="finetune.seeds='1,x': 'x' is not an integer"):
+        ft.build_finetuning_config("debug_tiny", None, ["finetune.seeds=1,x"])
+    with pytest.raises(ConfigError, match="finetune.epochs=0 must be >= 1"):
+        ft.build_finetuning_config(None, None, ["finetune.epochs=0"])
+
+
+def test_finetuning_config_from_saved_directories(tmp_path, capsys):
+    from electra_tf.finetuning import config as ft
+
+    # An old pre-trained model's finetune: section still gives fine-tuning its defaults.
+    old = ft.build_finetuning_config(None, FIXTURE)
+    assert old.model == config_io.load_saved_config(FIXTURE).model
+    assert (old.finetune.batch_size, old.finetune.epochs, old.finetune.seq_length) == (16, 2, 32)
+    assert old.data.vocab_path.endswith("checkpoint_fixture/vocab.txt")
+    # A run directory: the fine-tuning config round-trips through config.yaml.
+    run = ft.build_finetuning_config("demo", None, ["finetune.epochs=1"])
+    config_io.save_config(run, str(tmp_path / "run"), extra={"seed": 1})
+    assert set(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())) == {
+        "model", "data", "finetune"}
+    assert ft.load_saved_finetuning_config(str(tmp_path / "run")) == run
+    # A run written before the split: a whole pre-training config with its finetune: section.
+    legacy = yaml.safe_load(open(f"{FIXTURE}/config.yaml").read())
+    legacy["finetune"]["epochs"] = 4
+    (tmp_path / "old_run").mkdir()
+    (tmp_path / "old_run" / "config.yaml").write_text(yaml.safe_dump(legacy))
+    assert ft.load_saved_finetuning_config(str(tmp_path / "old_run")).finetune.epochs == 4
+    capsys.readouterr()

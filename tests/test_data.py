@@ -167,8 +167,54 @@ def test_input_pipelines_read_disjoint_files_and_resume_by_file(tmp_path, tokeni
         seen.append({tuple(t) for b in take(ds, 8) for t in b["token_ids"]})
     assert not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(map(tuple, examples["token_ids"]))
-    with pytest.raises(input_lib.DataError, match="4 shards cannot be split across 5 workers"):
+    with pytest.raises(input_lib.DataError,
+                       match=r"4 shard\(s\) in .* cannot feed 5 input pipelines.*--num_shards=5"):
         input_lib.pretraining_dataset(shards, 4, seed=0, num_input_pipelines=5, input_pipeline_id=4)
     # 16 examples per file; 2 pipelines reading their 2 files together (cycle_length 2).
     position = lambda step: input_lib.resume_file_position(shards, step, 8, 2, cycle_length=2)
     assert [position(s) for s in (0, 7, 8, 15, 16)] == [0, 0, 2, 2, 4]
+
+
+def test_too_few_or_empty_shards_for_the_input_pipelines_are_refused_up_front(
+        tmp_path, tokenizer, corpus_examples, write_data):
+    # 2 examples round-robin into 4 shards: shards 2 and 3 are empty.
+    shards = input_lib.find_shards(write_data(tmp_path, tokenizer, corpus_examples(tokenizer, 2),
+                                              num_shards=4), SEQ, tokenizer)
+    for pipelines in (1, 2):  # pipeline 1 of 2 reads shards 1 and 3: one holds a record
+        input_lib.check_shards_per_pipeline(shards, pipelines)
+    with pytest.raises(input_lib.DataError) as too_few:
+        input_lib.check_shards_per_pipeline(shards, 8)
+    assert f"4 shard(s) in {tmp_path} cannot feed 8 input pipelines" in str(too_few.value)
+    assert "pipelines.build_pretraining_data --num_shards=8" in str(too_few.value)
+    with pytest.raises(input_lib.DataError) as empty:
+        input_lib.check_shards_per_pipeline(shards, 4)
+    assert "input pipeline 3 of 4 gets only empty files" in str(empty.value)
+    assert str(tmp_path / "train-00003-of-00004.tfrecord") in str(empty.value)
+    assert "--num_shards=4" in str(empty.value)
+
+
+def test_data_on_another_file_system_is_read_through_gfile(tmp_path, tokenizer, corpus_examples,
+                                                           write_data):
+    """TensorFlow's in-memory ``ram://`` file system stands in for ``gs://``: any local-only
+    call (os.path, open, glob) on the way from a data directory to batches fails here."""
+    examples = corpus_examples(tokenizer, 32)
+    write_data(tmp_path / "local", tokenizer, examples, num_shards=4, compression="GZIP")
+    remote = f"ram://{tmp_path.name}/data"
+    tf.io.gfile.makedirs(remote)
+    for name in tf.io.gfile.listdir(str(tmp_path / "local")):
+        tf.io.gfile.copy(str(tmp_path / "local" / name), f"{remote}/{name}")
+    try:
+        for pattern in (remote, f"{remote}/train-*"):
+            shards = input_lib.find_shards(pattern, SEQ, tokenizer, skip_corrupt=True)
+            assert shards.files == tuple(f"{remote}/train-{i:05d}-of-00004.tfrecord.gz"
+                                         for i in range(4))
+            assert (shards.num_examples, shards.compression) == (32, "GZIP")
+            input_lib.check_shards_per_pipeline(shards, 4)
+            (batch,) = take(input_lib.pretraining_dataset(shards, 32, seed=0, training=False), 1)
+            order = np.argsort(np.r_[0:32:4, 1:32:4, 2:32:4, 3:32:4])  # shard by shard
+            np.testing.assert_array_equal(batch["token_ids"][order], examples["token_ids"])
+        tf.io.gfile.remove(f"{remote}/COMPLETED")
+        with pytest.raises(input_lib.DataError, match=f"{remote}: no COMPLETED marker"):
+            input_lib.find_shards(remote, SEQ, tokenizer)
+    finally:
+        tf.io.gfile.rmtree(f"ram://{tmp_path.name}")

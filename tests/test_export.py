@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from electra_tf import export as export_cli
-from electra_tf.config_io import load_config
+from electra_tf.finetuning.config import build_finetuning_config
 from electra_tf.finetuning import classifier
 from electra_tf.finetuning.tasks import TaskInfo
 from electra_tf.serving import export, layout
@@ -26,7 +26,7 @@ TEXTS = ["It is a truth universally acknowledged.", "",
 
 def _make_run(directory, task: TaskInfo, seed: int):
     """A run directory holding a (randomly initialised) debug_tiny classifier."""
-    config = load_config("debug_tiny")
+    config = build_finetuning_config("debug_tiny", None)
     tokenizer = tokenizer_from_config(config.data)
     model = classifier.build_classifier(config, task.num_outputs, seed=seed)
     classifier.save_classifier(str(directory), config, tokenizer, task, model)

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from electra_tf import finetune
 from electra_tf.config_io import load_config
 from electra_tf.finetuning import classifier, loop, metrics, tasks
+from electra_tf.finetuning.config import build_finetuning_config
 from electra_tf.models.pretrained import save_pretrained
 from electra_tf.tokenizer import tokenizer_from_config
 from electra_tf.training.optimization import build_optimizer, layerwise_lr_multipliers
@@ -202,12 +203,17 @@ def test_tfds_task_pairs_and_regression(tmp_path):
 # Model and optimizer.
 
 def test_layerwise_decay_exponents_in_the_finetuning_optimizer(assert_config_round_trip):
-    config = load_config("debug_tiny", ["finetune.layerwise_lr_decay=0.5"])
+    config = build_finetuning_config("debug_tiny", None, ["finetune.layerwise_lr_decay=0.5"])
     model = classifier.build_classifier(config, num_outputs=3, seed=1)
     assert_config_round_trip(model)
     opt_config = loop.finetuning_optimizer_config(config)
     assert (opt_config.name, opt_config.learning_rate, opt_config.warmup_fraction) == (
         "adamw", config.finetune.learning_rate, 0.1)
+    # The reference's fine-tuning AdamW, whatever pre-training used.
+    assert (opt_config.warmup_steps, opt_config.weight_decay, opt_config.beta_1,
+            opt_config.beta_2, opt_config.epsilon, opt_config.clip_norm,
+            opt_config.bias_correction, opt_config.decay_power,
+            opt_config.end_learning_rate) == (0, 0.01, 0.9, 0.999, 1e-6, 1.0, False, 1.0, 0.0)
     multipliers = layerwise_lr_multipliers(model.encoder, model.head.trainable_variables, 0.5)
     optimizer = build_optimizer(opt_config, 10, model, multipliers)
     got = optimizer.lr_multipliers
@@ -266,9 +272,10 @@ def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, ca
 
 
 def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):
-    config = load_config("debug_tiny", ["finetune.epochs=1", "finetune.batch_size=4"])
+    config = load_config("debug_tiny")  # the pre-training config, saved with the model
     tokenizer = tokenizer_from_config(config.data)
-    pretrained = classifier.build_classifier(config, 1, seed=7).encoder
+    ft_config = build_finetuning_config("debug_tiny", None)
+    pretrained = classifier.build_classifier(ft_config, 1, seed=7).encoder
     model_dir = tmp_path / "pretrain_run"
     save_pretrained(str(model_dir / "pretrained"), config, tokenizer, pretrained)
     # What users have: a text that starts with a quote, a 135 kB e-mail, a blank line.
@@ -284,15 +291,20 @@ def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):
     # lr 0 for one step: the fine-tuned encoder must equal the pre-trained one.
     out = str(tmp_path / "ft")
     # One seed, as a user types it (--seeds 1 was refused as "type int, expected str").
-    assert load_config("debug_tiny", ["finetune.seeds=1"]).finetune.seeds == "1"
+    assert build_finetuning_config("debug_tiny", None,
+                                   ["finetune.seeds=1"]).finetune.seeds == "1"
     rc = finetune.main(["--init", str(model_dir), "--output_dir", out, "--train", train,
                         "--dev", train, "--seeds", "1", "--set", "finetune.epochs=1",
                         "--set", "finetune.batch_size=8", "--set", "finetune.warmup_fraction=1"])
     assert rc == 0
     assert f"fine-tuning on 8 examples ({train}, 1 blank line skipped)" in capsys.readouterr().out
-    _, _, _, model = classifier.load_classifier(out)
+    saved, _, _, model = classifier.load_classifier(out)
     for a, b in zip(model.encoder.trainable_variables, pretrained.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # No --config: the model's network is debug_tiny's, so its packaged fine-tuning defaults
+    # (configs/finetuning/debug_tiny.yaml) apply under the --set values.
+    assert (saved.finetune.seq_length, saved.finetune.epochs, saved.finetune.batch_size,
+            saved.finetune.warmup_fraction, saved.finetune.log_every) == (32, 1, 8, 1.0, 5)
     assert json.load(open(os.path.join(out, "config.json")))["init"].endswith("pretrained")
 
 

@@ -17,9 +17,9 @@ from electra_tf.models.embeddings import ElectraEmbeddings
 from electra_tf.models.encoder import ElectraEncoder, TransformerLayer
 from electra_tf.models.heads import (ClassificationHead, MaskedLanguageModel, MaskedLMHead,
                                      ReplacedTokenHead)
-from electra_tf.models.layers import SeededDropout, derive_seed
+from electra_tf.models.layers import SeededDropout, derive_seed, deserialize_nested
 from electra_tf.models.pretrained import load_generator, load_pretrained, save_pretrained
-from electra_tf.objective.pretrainer import ElectraPretrainer
+from electra_tf.objective.pretrainer import ElectraPretrainer, build_pretrainer
 from electra_tf.tokenizer import TokenizerError
 
 CONFIG = load_config("debug_tiny")
@@ -38,7 +38,7 @@ INPUTS = _inputs([[101, 7592, 2088, 1010, 102, 0, 0, 0],
 
 @pytest.fixture(scope="module")
 def pretrainer():
-    return ElectraPretrainer(CONFIG, SPECIAL)
+    return build_pretrainer(CONFIG, SPECIAL)
 
 
 def test_shapes_and_shared_embeddings_are_one_variable(pretrainer):
@@ -115,7 +115,7 @@ def test_padding_does_not_change_real_positions():
 def test_same_seed_same_weights_and_dropout_other_seed_differs():
     def build(seed):
         config = dataclasses.replace(CONFIG, train=dataclasses.replace(CONFIG.train, seed=seed))
-        model = ElectraPretrainer(config, SPECIAL)
+        model = build_pretrainer(config, SPECIAL)
         return model, model.get_weights()
 
     (m1, w1), (m2, w2), (_, w3) = build(5), build(5), build(6)
@@ -187,17 +187,28 @@ def test_every_layer_and_model_round_trips_its_config(pretrainer, assert_config_
 
 def test_generator_and_discriminator_share_one_table_after_a_config_round_trip(
         pretrainer, tmp_path, tokenizer):
-    # Each encoder's and the MLM head's config holds the embeddings' config again: rebuilt
-    # from its config, the pretrainer must still have one embedding layer, one word table and
-    # the variable paths (checkpoint names) of the original.
-    clone = keras.saving.deserialize_keras_object(
-        json.loads(json.dumps(keras.saving.serialize_keras_object(pretrainer))))
+    # The embeddings are held by both encoders and the MLM head: their config is written once
+    # (the other holders refer to it), and the rebuilt pretrainer has one embedding layer, one
+    # word table and the variable paths (optimizer slot and seed-generator names) of the original.
+    text = json.dumps(keras.saving.serialize_keras_object(pretrainer))
+    assert text.count('"class_name": "ElectraEmbeddings"') == 1
+    clone = keras.saving.deserialize_keras_object(json.loads(text))
     assert isinstance(clone, ElectraPretrainer)
     assert clone.generator.embeddings is clone.embeddings is clone.discriminator.embeddings
     table = clone.embeddings.word_embeddings
     assert clone.mlm_head.embeddings.word_embeddings is table
     assert sum(v is table for v in clone.trainable_variables) == 1
     assert [v.path for v in clone.variables] == [v.path for v in pretrainer.variables]
+    assert clone.settings == pretrainer.settings
+    # The generator alone (encoder + MLM head, the saved form): 42 weights with one table; a
+    # round trip that rebuilt the embeddings per holder gave 47 and an untied output layer.
+    original = pretrainer.masked_language_model()
+    masked_lm = keras.saving.deserialize_keras_object(
+        json.loads(json.dumps(keras.saving.serialize_keras_object(original))))
+    assert masked_lm.encoder.embeddings is masked_lm.head.embeddings
+    table = masked_lm.head.embeddings.word_embeddings
+    assert sum(v is table for v in masked_lm.trainable_variables) == 1
+    assert len(masked_lm.trainable_variables) == len(original.trainable_variables) == 42
     # The saved generator (encoder + MLM head) shares the table it was saved with.
     save_pretrained(str(tmp_path), CONFIG, tokenizer, pretrainer.backbone,
                     pretrainer.masked_language_model())
@@ -207,6 +218,31 @@ def test_generator_and_discriminator_share_one_table_after_a_config_round_trip(
     assert sum(v is table for v in generator.trainable_variables) == 1
     assert len(generator.trainable_variables) == len(
         pretrainer.masked_language_model().trainable_variables)
+    # Built by the training recipe: the training run's variable paths; and the discriminator
+    # saved beside it holds the same table values.
+    assert [v.path for v in generator.variables] == [v.path for v in original.variables]
+    _, _, encoder = load_pretrained(str(tmp_path))
+    np.testing.assert_array_equal(encoder.embeddings.word_embeddings.numpy(), table.numpy())
+    np.testing.assert_array_equal(table.numpy(), pretrainer.embeddings.word_embeddings.numpy())
+
+
+def test_nested_configs_are_read_in_the_order_written(pretrainer):
+    # The head's embeddings refer to the encoder's: reading the head first is a bug in a
+    # from_config, reported with both paths.
+    config = json.loads(json.dumps(pretrainer.masked_language_model().get_config()))
+    assert config["head"]["config"]["embeddings"] == {"same_as": "encoder/embeddings"}
+    with pytest.raises(ValueError, match="head/embeddings refers to encoder/embeddings"):
+        deserialize_nested(config, "head", "encoder")
+
+
+def test_pretrainer_refuses_networks_that_do_not_share_the_embeddings(pretrainer):
+    other = ElectraEncoder(CONFIG.model, seed=1, name="discriminator")
+    with pytest.raises(ValueError, match="discriminator does not share"):
+        ElectraPretrainer(pretrainer.generator, pretrainer.mlm_head, other, pretrainer.rtd_head,
+                          settings=pretrainer.settings, special_tokens=SPECIAL)
+    with pytest.raises(ValueError, match="both a discriminator and an rtd_head"):
+        ElectraPretrainer(pretrainer.generator, pretrainer.mlm_head, pretrainer.discriminator,
+                          settings=pretrainer.settings, special_tokens=SPECIAL)
 
 
 def test_classification_head():

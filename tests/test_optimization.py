@@ -120,17 +120,24 @@ def test_lamb_trust_ratio_only_on_decayed_variables():
 
 def test_optimizer_config_round_trip_and_refused_keras_options():
     optimizer = opt_lib.Lamb(schedules.WarmupPolynomialDecay(1e-3, 10, 2), weight_decay=0.01,
-                             bias_correction=True, global_clipnorm=1.0,
-                             lr_multipliers={"a/kernel": 0.5})
+                             bias_correction=True, clip_norm=1.0,
+                             lr_multipliers={"a/kernel": 0.5}, initial_loss_scale=8.0,
+                             loss_scale_growth_interval=3)
     restored = keras.saving.deserialize_keras_object(
         json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer))))
     assert type(restored) is opt_lib.Lamb
     config = restored.get_config()
-    assert config["bias_correction"] is True and config["global_clipnorm"] == 1.0
+    assert config["bias_correction"] is True and config["clip_norm"] == 1.0
+    assert config["global_clipnorm"] is None  # clipped by apply, never again by Keras
+    assert (config["initial_loss_scale"], config["loss_scale_growth_interval"]) == (8.0, 3)
     assert "lr_multipliers" not in config  # bound to variables: build_optimizer sets it
     assert config["learning_rate"]["config"]["warmup_steps"] == 2.0
     with pytest.raises(ValueError, match="clipnorm"):
         opt_lib.AdamWeightDecay(1e-3, clipnorm=1.0)
+    with pytest.raises(ValueError, match="global_clipnorm=1.0: use clip_norm"):
+        opt_lib.AdamWeightDecay(1e-3, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="loss_scale_factor"):
+        opt_lib.AdamWeightDecay(1e-3, loss_scale_factor=128.0)
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         opt_lib.AdamWeightDecay(1e-3, gradient_accumulation_steps=2)
 
@@ -250,12 +257,18 @@ def test_build_optimizer_from_config():
                              ["optimizer.name=lamb", "optimizer.warmup_fraction=0.1"])
     optimizer = opt_lib.build_optimizer(config.optimizer, 40, model)
     assert type(optimizer) is opt_lib.Lamb and optimizer.built
-    assert optimizer.global_clipnorm == 1.0 and optimizer.weight_decay == 0.01
+    assert optimizer.clip_norm == 1.0 and optimizer.weight_decay == 0.01
+    assert optimizer.loss_scale is None and optimizer.scale_loss(3.0) == 3.0
     assert optimizer._learning_rate.warmup_steps == pytest.approx(4.0)
     assert len(optimizer.variables) == 1 + 2 * len(model.trainable_variables)  # iterations, m, v
+    # mixed_float16: the same single optimizer, with its own loss scale (two more variables).
     scaled = opt_lib.build_optimizer(config.optimizer, 40, model, mixed_precision="mixed_float16")
-    assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
-    assert type(scaled.inner_optimizer) is opt_lib.Lamb
+    assert type(scaled) is opt_lib.Lamb and float(scaled.loss_scale.scale) == 2.0 ** 15
+    assert len(scaled.variables) == 3 + 2 * len(model.trainable_variables)
+    bf16 = opt_lib.build_optimizer(config.optimizer, 40, model, mixed_precision="mixed_bfloat16")
+    assert type(bf16) is opt_lib.Lamb and bf16.loss_scale is None
+    with pytest.raises(ValueError, match="mixed_precision='float16' is not one of"):
+        opt_lib.build_optimizer(config.optimizer, 40, model, mixed_precision="float16")
     with pytest.raises(ValueError, match="no trainable variables"):
         opt_lib.build_optimizer(config.optimizer, 40, keras.Sequential([keras.layers.Dense(2)]))
 
@@ -278,12 +291,12 @@ def test_apply_gradients_clips_global_norm_and_returns_it():
         np.testing.assert_allclose(v.numpy(), r.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_loss_scale_optimizer_applies_the_same_step_and_skips_non_finite():
+def test_loss_scaling_applies_the_same_step_and_skips_non_finite():
     x, y = _regression_batch()
     model, reference = _small_model(), _small_model()
     optimizer = opt_lib.build_optimizer(_config(), 10, model, mixed_precision="mixed_float16")
     plain = opt_lib.build_optimizer(_config(), 10, reference)
-    scale = float(optimizer.dynamic_scale)
+    scale = float(optimizer.loss_scale.scale)
     assert scale == 2.0 ** 15
 
     grads = _loss_grads(model, x, y, scale=optimizer.scale_loss)
@@ -295,12 +308,13 @@ def test_loss_scale_optimizer_applies_the_same_step_and_skips_non_finite():
         np.testing.assert_allclose(v.numpy(), r.numpy(), rtol=1e-5, atol=1e-7)
     assert int(optimizer.iterations) == 1
 
-    # An overflowing step changes nothing but halves the scale.
+    # An overflowing step changes no weight but halves the scale; it counts as a step (the
+    # loop's global step is optimizer.iterations).
     before = [v.numpy() for v in model.trainable_variables]
     bad = [tf.fill(v.shape, np.inf) for v in model.trainable_variables]
     norm = gradients.apply_gradients(optimizer, bad, model.trainable_variables)
     assert not np.isfinite(float(norm))
-    assert float(optimizer.dynamic_scale) == scale / 2 and int(optimizer.iterations) == 1
+    assert float(optimizer.loss_scale.scale) == scale / 2 and int(optimizer.iterations) == 2
     for v, b in zip(model.trainable_variables, before):
         np.testing.assert_array_equal(v.numpy(), b)
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from electra_tf.config_io import load_config
-from electra_tf.objective.pretrainer import ElectraPretrainer
+from electra_tf.objective.pretrainer import build_pretrainer
 from electra_tf.tokenizer import Tokenizer
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -34,7 +34,7 @@ def parity():
 @pytest.mark.parametrize("overrides", [(), ("generator.hidden_size=32",)])
 def test_weight_export_and_mapping_table_cover_every_variable_once(parity, overrides):
     config = load_config("debug_tiny", (*parity.OVERRIDES, *overrides))
-    model = ElectraPretrainer(config, Tokenizer())
+    model = build_pretrainer(config, Tokenizer())
     weights = parity.export_weights(model)
     table = parity.mapping_table(parity.model_spec(config))
 

@@ -202,6 +202,8 @@ def test_problems_are_reported_before_any_work(built, tmp_path):
         (dict(output_dir=str(not_a_dir / "sub")), "is not writable"),
         (dict(max_seq_length=4), "max_seq_length=4"),
         (dict(input=InputOptions()), "either --input"),
+        (dict(input=InputOptions(inputs=(str(corpus / "good.txt"),), chunk_bytes=0)),
+         "chunk_bytes=0"),
     ]
     for overrides, message in cases:
         out = overrides.pop("output_dir", tmp_path / "never")
@@ -213,8 +215,10 @@ def test_problems_are_reported_before_any_work(built, tmp_path):
 def test_command_line_passes_beam_options_through():
     options, beam_args = parse_args([
         "--input", "a/*.txt", "--input", "b.jsonl", "--output_dir", "out", "--compression",
-        "gzip", "--no-lower_case", "--runner=DirectRunner", "--direct_num_workers=2"])
+        "gzip", "--no-lower_case", "--chunk_bytes", "4096", "--vocab", "v.txt",
+        "--runner=DirectRunner", "--direct_num_workers=2"])
     assert options.input.inputs == ("a/*.txt", "b.jsonl") and options.compression == "GZIP"
     assert not options.lower_case and options.max_seq_length == 128
+    assert options.input.chunk_bytes == 4096 and options.vocab == "v.txt"
     assert beam_args == ["--runner=DirectRunner", "--direct_num_workers=2"]
     assert json.loads(json.dumps(options.__dict__, default=lambda o: o.__dict__))

@@ -30,7 +30,7 @@ def test_source_key_depends_on_seed_and_name_only():
     assert hashing.source_key(0, "a/b.txt") == hashing.source_key(0, "a/b.txt")
     assert hashing.source_key(0, "a/b.txt") != hashing.source_key(1, "a/b.txt")
     assert hashing.source_key(0, "a/b.txt") != hashing.source_key(0, "a/c.txt")
-    u = hashing.uniform(hashing.hash_combine(np.uint64(7), np.arange(100_000)))
+    u = hashing.unit_float(hashing.hash_combine(np.uint64(7), np.arange(100_000)))
     assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
 
 

@@ -1,4 +1,5 @@
-"""Each Beam transform on its own, with TestPipeline + assert_that (pipelines/transforms.py)."""
+"""Each Beam transform on its own, with TestPipeline + assert_that (pipelines/transforms.py and
+the read transforms of pipelines/inputs.py)."""
 
 import functools
 import gzip
@@ -14,10 +15,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from electra_tf.tokenizer import Tokenizer
 from pipelines import hashing
+from pipelines.inputs import ReadTextFiles, SourceFile
+from pipelines.options import BuildOptions, InputOptions
 from pipelines.reading import Counts, TextChunk
 from pipelines.records import RecordBatch
-from pipelines.transforms import (NAMESPACE, PackOptions, ReadOptions, ReadTextFiles, SourceFile,
-                                  SumCounts, TokenizeAndPack, WriteShards)
+from pipelines.transforms import NAMESPACE, SumCounts, TokenizeAndPack, WriteShards
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,7 +48,7 @@ def test_read_text_files(tmp_path):
     expected_counts = Counts({"files": 4, "documents": 3, "lines": 4, "skipped.empty_files": 1,
                               "skipped.binary_files": 1, "skipped.invalid_json_records": 1})
     p = _pipeline()
-    chunks, counts = p | beam.Create(sources) | ReadTextFiles(ReadOptions())
+    chunks, counts = p | beam.Create(sources) | ReadTextFiles(InputOptions())
     assert_that(chunks | beam.Map(lambda c: (c.source, c.parts, c.lines_per_part, c.lines)),
                 equal_to([("a.txt", [(0, 0), (1, 0)], [2, 1],
                            [b"Doc one.", b"Still one.", b"Doc two."]),
@@ -60,6 +62,17 @@ def test_read_text_files(tmp_path):
     assert {m.key.metric.name: m.committed for m in metrics} == expected_counts
 
 
+def test_read_text_files_cuts_chunks_at_chunk_bytes(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"Line one.\nLine two.\nLine three.\n\nNext doc.\n")
+    with _pipeline() as p:
+        chunks, _ = (p | beam.Create([SourceFile(str(tmp_path / "a.txt"), "a.txt")])
+                     | ReadTextFiles(InputOptions(chunk_bytes=18)))
+        # A chunk closes once it holds >= 18 bytes; the document goes on as its next part.
+        assert_that(chunks | beam.Map(lambda c: (c.parts, c.lines)), equal_to([
+            ([(0, 0)], [b"Line one.", b"Line two."]),
+            ([(0, 1), (1, 0)], [b"Line three.", b"Next doc."])]))
+
+
 def _parse(records: list[bytes], seq_length: int, keys=("token_ids", "segment_ids",
                                                           "padding_mask")) -> dict:
     parsed = tf.io.parse_example(records, {k: tf.io.FixedLenFeature([seq_length], tf.int64)
@@ -67,14 +80,21 @@ def _parse(records: list[bytes], seq_length: int, keys=("token_ids", "segment_id
     return {k: v.numpy() for k, v in parsed.items()}
 
 
+def _build_options(tokenizer, **kwargs) -> BuildOptions:
+    """What TokenizeAndPack reads of the build's options (it reads no input or output path)."""
+    return BuildOptions(output_dir="unused", input=InputOptions(), vocab=tokenizer.vocab_path,
+                        **{"validation_fraction": 0.0, **kwargs})
+
+
 def test_tokenize_and_pack(tokenizer):
     chunk = TextChunk("s.txt", parts=[(0, 0), (1, 0), (2, 0), (3, 0)],
                       lines=[b"Hello, world!", b"\x01\x02", "\ue000 \ue001 ok".encode(),
                              b"The cat sat. The dog ran far away."],
                       lines_per_part=[1, 1, 1, 1])
-    options = PackOptions(vocab_path=tokenizer.vocab_path, seq_length=16, seed=3)
+    options = _build_options(tokenizer, max_seq_length=16, seed=3)
     with _pipeline() as p:
-        batches, counts = p | beam.Create([chunk]) | TokenizeAndPack(options)
+        batches, counts = p | beam.Create([chunk]) | TokenizeAndPack(options,
+                                                                     tokenizer.settings())
         texts = batches | beam.FlatMap(
             lambda b: [(b.split, r) for r in b.records()]) | beam.Map(
             lambda sr: (sr[0], _tokenizer().detokenize(
@@ -100,14 +120,14 @@ def test_tokenize_and_pack_original_format_and_validation_split(tokenizer):
     chunk = TextChunk("s.txt", parts=[(i, 0) for i in range(40)],
                       lines=[b"hello"] * 40,  # one token: one example per document
                       lines_per_part=[1] * 40)
-    options = PackOptions(vocab_path=tokenizer.vocab_path, seq_length=12, seed=0,
-                          validation_fraction=0.25, format="original")
+    options = _build_options(tokenizer, max_seq_length=12, seed=0, validation_fraction=0.25,
+                             format="original")
     with _pipeline() as p:
         batches, _ = p | beam.Create([chunk]) | TokenizeAndPack(options)
         summary = batches | beam.Map(lambda b: (b.split, len(b), sorted(
             _parse(b.records(), 12, ("input_ids", "input_mask", "segment_ids")))))
         # Held out per document by a hash of (seed, source, document): here 11 of 40.
-        held_out = int((hashing.uniform(hashing.hash_combine(hashing.hash_combine(
+        held_out = int((hashing.unit_float(hashing.hash_combine(hashing.hash_combine(
             hashing.source_key(0, "s.txt"), np.arange(40)), hashing.VALIDATION)) < 0.25).sum())
         assert held_out == 11
         assert_that(summary, equal_to([

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 from electra_tf import predict
-from electra_tf.config_io import load_config
+from electra_tf.finetuning.config import build_finetuning_config
 from electra_tf.finetuning import classifier
 from electra_tf.serving import export
 from electra_tf.serving import predict as predict_lib
@@ -41,7 +41,7 @@ LABELS = ("austen", "moby_dick", "sotu")
 def model_dir(tmp_path_factory):
     """exports/books/1 from a randomly initialised debug_tiny classifier."""
     root = tmp_path_factory.mktemp("predict")
-    config = load_config("debug_tiny")
+    config = build_finetuning_config("debug_tiny", None)
     task = TaskInfo("classification", LABELS, "passage", None, "label")
     model = classifier.build_classifier(config, task.num_outputs, seed=11)
     classifier.save_classifier(str(root / "run"), config, tokenizer_from_config(config.data),

@@ -22,6 +22,8 @@ def test_help_lists_every_set_key_without_loading_tensorflow():
     for row in config_io.override_keys():
         assert row in run.stdout
     assert "train.batch_size (int, default 128)" in run.stdout
+    assert "train.steps_per_loop (int, default 1)" in run.stdout
+    assert "finetune." not in run.stdout and "layerwise_lr_decay" not in run.stdout
     assert "{cpu,gpu,mirrored,multi_worker,tpu}" in run.stdout
     assert run.stdout.strip().endswith("False")  # --help is instant: no TensorFlow import
 
@@ -40,10 +42,13 @@ def test_unfinished_data_is_an_error_naming_the_directory(tmp_path, capsys, corp
     tokenizer = Tokenizer()
     write_data(tmp_path / "data", tokenizer, corpus_examples(tokenizer, 8), num_shards=1,
                completed=False)
+    # A fine-tuning key typed as before the split still parses: one line says where it went.
     code = pretrain.main(["--config", "debug_tiny", "--data", str(tmp_path / "data"),
-                          "--model_dir", str(tmp_path / "run")])
+                          "--model_dir", str(tmp_path / "run"), "--set", "finetune.epochs=5"])
     assert code == 1
-    assert f"error: {tmp_path / 'data'}: no COMPLETED marker" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'data'}: no COMPLETED marker" in err
+    assert "deprecated: --set: finetune moved to the fine-tuning config" in err
 
 
 def test_damaged_shard_stops_training_with_its_name(tmp_path, capsys, corpus_examples,

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from electra_tf.config_io import load_config
 from electra_tf.corpus import corpus_path, read_documents
-from electra_tf.objective.pretrainer import ELECTRA_METRICS, MLM_METRICS, ElectraPretrainer
+from electra_tf.objective.pretrainer import ELECTRA_METRICS, MLM_METRICS, build_pretrainer
 from electra_tf.training.optimization import build_optimizer
 
 
@@ -30,7 +30,7 @@ def batches(tokenizer):
 
 def _pretrainer(tokenizer, *overrides):
     config = load_config("debug_tiny", overrides)
-    model = ElectraPretrainer(config, tokenizer)
+    model = build_pretrainer(config, tokenizer)
     model.compile(optimizer=build_optimizer(config.optimizer, config.train.num_steps, model))
     return model
 
@@ -134,7 +134,7 @@ def test_mlm_objective_under_keras_fit(tokenizer, batches):
 
 def test_mixed_bfloat16_losses_stay_float32(tokenizer, batches):
     config = load_config("debug_tiny", ["train.mixed_precision=mixed_bfloat16"])
-    model = ElectraPretrainer(config, tokenizer)
+    model = build_pretrainer(config, tokenizer)
     assert model.generator.transformer_layers[0].query.compute_dtype == "bfloat16"
     assert model.embeddings.word_embeddings.dtype == "float32"
     metrics = model.test_step(batches[0])
@@ -155,7 +155,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np
     from electra_tf.config_io import load_config
     from electra_tf.models.layers import SeededDropout
-    from electra_tf.objective.pretrainer import ElectraPretrainer
+    from electra_tf.objective.pretrainer import build_pretrainer
     from electra_tf.training.optimization import build_optimizer
 
     small = ["model.dropout_rate=0.0", "model.attention_dropout_rate=0.0", "model.num_layers=1"]
@@ -173,7 +173,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         config = load_config("debug_tiny", small + [
             f"train.accumulation_steps={accumulation_steps}"])
         with strategy.scope():
-            model = ElectraPretrainer(config, special)
+            model = build_pretrainer(config, special)
             model.compile(optimizer=build_optimizer(config.optimizer, 20, model))
         n = strategy.num_replicas_in_sync
 

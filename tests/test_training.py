@@ -1,5 +1,6 @@
 """The pre-training loop on debug_tiny (one layer, to keep tracing short): logs, TensorBoard,
-checkpoints, exact resume after kill -9 and after SIGTERM, non-finite loss, warm start."""
+checkpoints, exact resume after kill -9 and after SIGTERM, non-finite loss, warm start, several
+steps per call (train.steps_per_loop), the op-determinism error."""
 
 import json
 import os
@@ -15,7 +16,7 @@ import tensorflow as tf
 from electra_tf import config_io
 from electra_tf.objective.pretrainer import ELECTRA_METRICS
 from electra_tf.tokenizer import Tokenizer
-from electra_tf.training import checkpointing, distribute, loop, progress
+from electra_tf.training import checkpointing, distribute, loop, progress, steps
 from electra_tf.training.schedules import WarmupPolynomialDecay
 
 # A short schedule: 12 steps, checkpoints every 4, logs every 3.
@@ -173,29 +174,6 @@ def test_sigterm_during_evaluation_stops_at_once_with_a_checkpoint(data_dir, tmp
     assert done.eval_metrics == {}  # the second rerun found it logged and did not redo it
 
 
-def test_kill_9_and_restart_reproduces_every_loss(reference, data_dir, tmp_path):
-    """The CLI killed right after a checkpoint, restarted: bit-identical per-step metrics."""
-    model_dir = str(tmp_path)
-    command = [sys.executable, "-m", "electra_tf.pretrain", "--config", "debug_tiny",
-               "--data", data_dir, "--model_dir", model_dir, "--strategy", "cpu"]
-    for item in OVERRIDES:
-        command += ["--set", item]
-    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 200
-    while not tf.train.latest_checkpoint(model_dir):  # ckpt-4 written (or ckpt-8 by now)
-        assert killed.poll() is None and time.time() < deadline, "no checkpoint written"
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    interrupted_at = tf.train.latest_checkpoint(model_dir)
-    assert interrupted_at in (f"{model_dir}/ckpt-4", f"{model_dir}/ckpt-8")
-
-    restarted = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
-    assert f"resumed from {interrupted_at} at step" in restarted.stdout
-    assert read_log(model_dir) == read_log(reference[0])
-
-
 def test_warm_start_then_non_finite_loss_stops_at_the_last_good_checkpoint(
         reference, data_dir, tmp_path):
     """``init_from`` takes the weights (not the optimizer); a blow-up stops the run."""
@@ -220,3 +198,188 @@ def test_warm_start_then_non_finite_loss_stops_at_the_last_good_checkpoint(
     for name in weights:
         np.testing.assert_array_equal(warm.get_tensor(name), source.get_tensor(name))
     assert warm.get_tensor("optimizer/iteration/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+
+def test_warm_start_with_the_optimizer_continues_its_step_and_moments(reference, data_dir,
+                                                                       tmp_path):
+    """``init_optimizer``: step, Adam moments and weights from the source; data from its start."""
+    source = os.path.join(reference[0], "ckpt-8")
+    lines = []
+    result = loop.run_pretraining(tiny_config(), data_dir, str(tmp_path / "warm"),
+                                  distribute.make_strategy("cpu"), init_from=source,
+                                  init_optimizer=True, echo=lines.append)
+    assert (result.step, result.resumed_from) == (12, 8)
+    assert any("initialized the model and optimizer" in line and "step 8" in line
+               for line in lines)
+    assert [r["step"] for r in read_log(str(tmp_path / "warm"))] == [9, 10, 11, 12]
+    # Weights and moments continue from the source: the first update is the source run's
+    # update of step 9 only where the batch is the same; the step and schedule certainly are.
+    warm = tf.train.load_checkpoint(str(tmp_path / "warm" / "ckpt-12"))
+    assert warm.get_tensor("optimizer/iteration/.ATTRIBUTES/VARIABLE_VALUE") == 12
+
+    with pytest.raises(checkpointing.TrainingError, match="holds no optimizer state"):
+        loop.run_pretraining(tiny_config(), data_dir, str(tmp_path / "none"),
+                             distribute.make_strategy("cpu"),
+                             init_from=_model_only_checkpoint(source, tmp_path),
+                             init_optimizer=True, echo=lambda line: None)
+    with pytest.raises(checkpointing.TrainingError, match="the schedule has ended"):
+        loop.run_pretraining(tiny_config("train.num_steps=8"), data_dir, str(tmp_path / "end"),
+                             distribute.make_strategy("cpu"), init_from=source,
+                             init_optimizer=True, echo=lambda line: None)
+
+
+def _model_only_checkpoint(source, tmp_path):
+    """A copy of ``source`` with its ``model/`` variables only."""
+    reader = tf.train.load_checkpoint(source)
+    names = [n for n, _ in tf.train.list_variables(source) if n.startswith("model/")]
+    values = {n: tf.Variable(reader.get_tensor(n)) for n in names}
+    root = tf.train.Checkpoint()
+    for name, variable in values.items():  # rebuild the nested object graph by path
+        node = root
+        parts = name.split("/.ATTRIBUTES")[0].split("/")
+        for part in parts[:-1]:
+            child = getattr(node, part, None) if hasattr(node, part) else None
+            if child is None:
+                child = tf.train.Checkpoint()
+                setattr(node, part, child)
+            node = child
+        setattr(node, parts[-1], variable)
+    return root.write(str(tmp_path / "model_only" / "ckpt"))
+
+
+def test_calls_end_at_the_next_log_checkpoint_evaluation_or_last_step():
+    every = (3, 4)  # log, checkpoint
+    assert [steps.steps_in_call(s, 4, 12, every) for s in (0, 3, 4, 6, 8, 9)] == [3, 1, 2, 2, 1, 3]
+    assert steps.steps_in_call(9, 100, 11, every) == 2  # the last step ends a call
+    assert steps.steps_in_call(5, 1, 12, every) == 1
+    assert steps.steps_in_call(0, 4, 12, (3, 4, 2)) == 2  # an evaluation every 2 steps
+
+
+def test_steps_per_loop_logs_the_same_metrics_as_one_step_per_call(reference, data_dir, tmp_path):
+    """Four steps per call: every step logged, the same float32 values, the same console."""
+    lines = []
+    result = loop.run_pretraining(tiny_config("train.steps_per_loop=4"), data_dir, str(tmp_path),
+                                  distribute.make_strategy("cpu"), eval_pattern=data_dir,
+                                  echo=lines.append)
+    model_dir, expected, expected_lines = reference
+    assert (result.step, result.completed, result.checkpoint) == (
+        12, True, os.path.join(tmp_path, "ckpt-12"))
+    with open(os.path.join(tmp_path, progress.METRICS_FILE)) as f, \
+            open(os.path.join(model_dir, progress.METRICS_FILE)) as g:
+        assert f.read() == g.read()  # train and eval records, byte for byte
+    without_timing = lambda line: line.split(" | ", 3)[-1]  # drop steps/s and the ETA
+    assert [without_timing(line) for line in lines] == [without_timing(line)
+                                                        for line in expected_lines]
+    assert result.train_metrics["loss"] == expected.train_metrics["loss"]
+
+
+def test_a_stop_request_ends_a_multi_step_call_after_its_first_step(data_dir, tmp_path):
+    """SIGTERM is seen at the call boundary; the call it is passed into runs one step."""
+    config = tiny_config("train.steps_per_loop=4", "train.log_every=2",
+                         "train.checkpoint_every=8")
+
+    def echo(line):  # after the call that ends at step 2, before one that would run 3 and 4
+        if line.startswith("step  2/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = loop.run_pretraining(config, data_dir, str(tmp_path),
+                                   distribute.make_strategy("cpu"), echo=echo)
+    assert (stopped.step, stopped.completed) == (3, False)
+    assert tf.train.latest_checkpoint(str(tmp_path)) == stopped.checkpoint == f"{tmp_path}/ckpt-3"
+    assert [r["step"] for r in read_log(str(tmp_path))] == [1, 2, 3]
+
+
+MIRRORED_RUN = """
+import sys
+from electra_tf import config_io
+from electra_tf.training import distribute, loop
+distribute.split_cpu(2)  # before TensorFlow initializes its devices
+config = config_io.load_config("debug_tiny", {overrides!r})
+loop.run_pretraining(config, {data_dir!r}, sys.argv[1], distribute.make_strategy("mirrored"))
+"""
+
+
+@pytest.mark.parametrize("strategy", ["cpu", "mirrored"])
+def test_kill_9_and_restart_reproduces_every_loss(strategy, reference, data_dir, tmp_path):
+    """The CLI (cpu) or a mirrored run, three steps per call, killed right after a checkpoint,
+    restarted: bit-identical per-step metrics to an uninterrupted run (on cpu: the
+    one-step-per-call reference itself, so one and three steps per call agree too)."""
+    overrides = OVERRIDES + ("train.steps_per_loop=3",)
+    if strategy == "cpu":  # the CLI; the model_dir goes last
+        command = [sys.executable, "-m", "electra_tf.pretrain", "--config", "debug_tiny",
+                   "--data", data_dir, "--strategy", "cpu"]
+        for item in overrides:
+            command += ["--set", item]
+        command.append("--model_dir")
+        uninterrupted = None
+    else:  # two replicas on two logical CPUs; the reference runs alongside
+        command = [sys.executable, "-c",
+                   MIRRORED_RUN.format(overrides=overrides, data_dir=data_dir)]
+        uninterrupted = subprocess.Popen(command + [str(tmp_path / "uninterrupted")],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True)
+    model_dir = str(tmp_path / "run")
+    killed = subprocess.Popen(command + [model_dir], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not tf.train.latest_checkpoint(model_dir):
+        assert killed.poll() is None and time.time() < deadline, "no checkpoint written"
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    interrupted_at = tf.train.latest_checkpoint(model_dir)
+    assert interrupted_at in (f"{model_dir}/ckpt-4", f"{model_dir}/ckpt-8")
+
+    restarted = subprocess.run(command + [model_dir], capture_output=True, text=True,
+                               timeout=400)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert f"resumed from {interrupted_at} at step" in restarted.stdout
+    if uninterrupted is None:
+        expected = read_log(reference[0])
+    else:
+        assert uninterrupted.wait(timeout=400) == 0, uninterrupted.stderr.read()[-3000:]
+        expected = read_log(str(tmp_path / "uninterrupted"))
+    assert [r["step"] for r in expected] == list(range(1, 13))
+    assert read_log(model_dir) == expected
+
+
+# How TensorFlow 2.20 reports a kernel error in a tf.function call (seen for a seedless random op
+# under op determinism on CPU), with the GPU kernel's text for an unsorted segment sum.
+DETERMINISM_ERROR = """Graph execution error:
+
+Detected at node gradient_tape/UnsortedSegmentSum defined at (most recent call last):
+  File "/home/me/determinism/train.py", line 7, in <module>
+
+Deterministic GPU implementation of unsorted segment reduction op not available.
+\t [[{{node gradient_tape/UnsortedSegmentSum}}]] [Op:__inference_train_loop_8]"""
+
+
+def test_an_op_without_a_deterministic_kernel_is_named_in_one_line(data_dir, tmp_path,
+                                                                   monkeypatch):
+    error = tf.errors.UnimplementedError(None, None, DETERMINISM_ERROR)
+    message = steps.determinism_error_message(error)
+    assert message.startswith(
+        "op gradient_tape/UnsortedSegmentSum has no deterministic implementation on this device "
+        "(Deterministic GPU implementation of unsorted segment reduction op not available.)")
+    assert "--set train.deterministic=false" in message and "resume" in message
+    assert "\n" not in message
+    other = tf.errors.UnimplementedError(None, None, "Unimplemented: a complex64 matmul")
+    assert steps.determinism_error_message(other) is None
+    assert steps.determinism_error_message(
+        tf.errors.InvalidArgumentError(None, None, DETERMINISM_ERROR)) is None
+
+    # Through the loop: the first call fails as on a GPU; nothing is checkpointed or logged.
+    build = steps.build_step_functions
+
+    def failing_step_functions(*args):
+        def train_loop(iterator, num_steps, stop):
+            raise error
+        return train_loop, build(*args)[1]
+
+    monkeypatch.setattr(steps, "build_step_functions", failing_step_functions)
+    with pytest.raises(checkpointing.TrainingError) as e:
+        loop.run_pretraining(tiny_config(), data_dir, str(tmp_path),
+                             distribute.make_strategy("cpu"), echo=lambda line: None)
+    assert str(e.value) == message
+    assert tf.train.latest_checkpoint(str(tmp_path)) is None
+    assert read_log(str(tmp_path)) == []

@@ -6,7 +6,7 @@ regression. It is trained by :mod:`electra_tf.finetuning.loop`.
 
 One fine-tuning run writes into its directory::
 
-    config.yaml, config.json   effective config (+ tokenizer settings, init, seed)
+    config.yaml, config.json   effective fine-tuning config (+ tokenizer settings, init, seed)
     vocab.txt, tokenizer.json  the tokenizer, so the run is self-contained
     label_map.json             task type, labels (id = position), column names
     classifier.weights.h5      encoder + head weights of the best dev epoch
@@ -26,12 +26,13 @@ from typing import Optional
 
 import keras
 
-from electra_tf.config import Config, ConfigError
-from electra_tf.config_io import load_saved_config, save_config
+from electra_tf.config import ConfigError
+from electra_tf.config_io import save_config
+from electra_tf.finetuning.config import FinetuningConfig, load_saved_finetuning_config
 from electra_tf.finetuning.tasks import TaskInfo
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import ClassificationHead
-from electra_tf.models.layers import derive_seed
+from electra_tf.models.layers import derive_seed, deserialize_nested, serialize_nested
 from electra_tf.tokenizer import Tokenizer
 
 WEIGHTS_FILE = "classifier.weights.h5"
@@ -80,19 +81,17 @@ class ElectraClassifier(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"encoder": keras.saving.serialize_keras_object(self.encoder),
+        config.update({**serialize_nested(encoder=self.encoder),
                        "num_outputs": self.num_outputs, "dropout_rate": self.dropout_rate,
                        "seed": self.seed})
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return cls(**deserialize_nested(config, "encoder"))
 
 
-def build_classifier(config: Config, num_outputs: int, seed: int,
+def build_classifier(config: FinetuningConfig, num_outputs: int, seed: int,
                      encoder: Optional[ElectraEncoder] = None) -> ElectraClassifier:
     """A built classifier; a fresh, randomly initialised encoder (seeded) when none is given."""
     if encoder is None:
@@ -120,7 +119,7 @@ def copy_encoder_weights(source: ElectraEncoder, target: ElectraEncoder, where: 
         d.assign(s)
 
 
-def save_classifier(run_dir: str, config: Config, tokenizer: Tokenizer, task: TaskInfo,
+def save_classifier(run_dir: str, config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo,
                     model: ElectraClassifier, extra: Optional[dict] = None) -> str:
     """Writes everything :func:`load_classifier` reads: config, vocabulary, tokenizer
     settings, label map and weights. ``extra`` (e.g. init and seed) goes into config.json.
@@ -140,8 +139,13 @@ def save_classifier(run_dir: str, config: Config, tokenizer: Tokenizer, task: Ta
     return run_dir
 
 
-def load_classifier(run_dir: str) -> tuple[Config, Tokenizer, TaskInfo, ElectraClassifier]:
-    """Rebuilds a fine-tuned classifier from its run directory (best epoch's weights)."""
+def load_classifier(run_dir: str) -> tuple[FinetuningConfig, Tokenizer, TaskInfo,
+                                           ElectraClassifier]:
+    """Rebuilds a fine-tuned classifier from its run directory (best epoch's weights).
+
+    A run written before fine-tuning had its own config (its ``config.yaml`` is a pre-training
+    config with a ``finetune:`` section) loads too.
+    """
     weights = os.path.join(run_dir, WEIGHTS_FILE)
     if not os.path.exists(weights):
         seeds = sorted(d for d in os.listdir(run_dir) if d.startswith("seed_")) \
@@ -150,7 +154,7 @@ def load_classifier(run_dir: str) -> tuple[Config, Tokenizer, TaskInfo, ElectraC
                 f"{_best_run_hint(run_dir)}" if seeds else "")
         raise ConfigError(f"{run_dir}: no {WEIGHTS_FILE} (expected a fine-tuning run "
                           f"directory written by electra_tf.finetune){hint}")
-    config = load_saved_config(run_dir)
+    config = load_saved_finetuning_config(run_dir)
     tokenizer = Tokenizer(os.path.join(run_dir, "vocab.txt"), lower_case=config.data.lower_case)
     with open(os.path.join(run_dir, "tokenizer.json"), encoding="utf-8") as f:
         tokenizer.check_settings(json.load(f), f"{run_dir}/tokenizer.json")

@@ -23,10 +23,11 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.config import Config, ConfigError
+from electra_tf.config import OptimizerConfig
 from electra_tf.finetuning import metrics as metrics_lib
 from electra_tf.finetuning.classifier import (SUMMARY_FILE, build_classifier, copy_encoder_weights,
                                               save_classifier)
+from electra_tf.finetuning.config import FinetuningConfig, parse_seeds
 from electra_tf.finetuning.tasks import Split, TaskInfo
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.tokenizer import Tokenizer
@@ -74,16 +75,16 @@ class RunResult:
     epochs: list
 
 
-def finetuning_optimizer_config(config: Config):
-    """Pre-training's optimizer section with the fine-tuning rate, warmup, decay and d.
+def finetuning_optimizer_config(config: FinetuningConfig) -> OptimizerConfig:
+    """The reference's fine-tuning AdamW with the ``finetune`` rate, warmup and weight decay.
 
-    The reference fine-tunes with AdamW whatever pre-training used.
+    Every other setting is :class:`~electra_tf.config.OptimizerConfig`'s default, which is the
+    reference's (no bias correction, clipping 1.0, linear decay to 0), whatever pre-training
+    used. The layer-wise decay ``finetune.layerwise_lr_decay`` is applied by the multipliers.
     """
     ft = config.finetune
-    return dataclasses.replace(
-        config.optimizer, name="adamw", learning_rate=ft.learning_rate, warmup_steps=0,
-        warmup_fraction=ft.warmup_fraction, weight_decay=ft.weight_decay,
-        layerwise_lr_decay=ft.layerwise_lr_decay)
+    return OptimizerConfig(name="adamw", learning_rate=ft.learning_rate, warmup_steps=0,
+                           warmup_fraction=ft.warmup_fraction, weight_decay=ft.weight_decay)
 
 
 def _loss_fn(task_type: str):
@@ -108,7 +109,7 @@ def task_metrics(task: TaskInfo, labels: np.ndarray, logits: np.ndarray) -> dict
     return metrics_lib.regression_metrics(labels, logits[:, 0])
 
 
-def finetune_once(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: dict,
+def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo, train: dict,
                   train_labels: np.ndarray, dev: dict, dev_labels: np.ndarray, run_dir: str,
                   seed: int, init_encoder: Optional[ElectraEncoder] = None, init: str = "none",
                   echo: Callable[[str], None] = print) -> RunResult:
@@ -134,7 +135,7 @@ def finetune_once(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: d
     total_steps = steps_per_epoch * ft.epochs
     opt_config = finetuning_optimizer_config(config)
     multipliers = layerwise_lr_multipliers(model.encoder, model.head.trainable_variables,
-                                           opt_config.layerwise_lr_decay)
+                                           ft.layerwise_lr_decay)
     optimizer = build_optimizer(opt_config, total_steps, model, multipliers)
     variables = model.trainable_variables
     loss_fn = _loss_fn(task.task_type)
@@ -169,9 +170,9 @@ def finetune_once(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: d
                                       rng.permutation(len(train_labels))):
             losses.append(float(train_step(batch, labels)))
             step += 1
-            if step % config.train.log_every == 0 or step == total_steps:
+            if step % ft.log_every == 0 or step == total_steps:
                 with writers["train"].as_default(step=step):
-                    tf.summary.scalar("loss", np.mean(losses[-config.train.log_every:]))
+                    tf.summary.scalar("loss", np.mean(losses[-ft.log_every:]))
                     tf.summary.scalar("learning_rate", float(optimizer.learning_rate))
         dev_metrics = task_metrics(task, dev_labels, predict_logits(predict, dev))
         with writers["dev"].as_default(step=step):
@@ -222,27 +223,13 @@ class FinetuneResult:
     best_run_dir: str
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"1,2,3"`` → ``[1, 2, 3]``; names the bad item otherwise."""
-    seeds = []
-    for item in str(text).split(","):
-        try:
-            seeds.append(int(item.strip()))
-        except ValueError:
-            raise ConfigError(f"finetune.seeds={text!r}: {item.strip()!r} is not an integer "
-                              "(expected comma-separated integers, e.g. 1,2,3)") from None
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"finetune.seeds={text!r} repeats a seed")
-    return seeds
-
-
 def _described(split: Split) -> str:
     """The split's source, and the blank lines skipped, so the file's line count adds up."""
     blank = split.blank_lines
     return split.source + (f", {blank} blank line{'s' * (blank > 1)} skipped" if blank else "")
 
 
-def run_finetuning(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: Split,
+def run_finetuning(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo, train: Split,
                    dev: Split, output_dir: str, init_encoder: Optional[ElectraEncoder] = None,
                    init: str = "none", echo: Callable[[str], None] = print) -> FinetuneResult:
     """Fine-tunes once per seed of ``config.finetune.seeds`` and summarises.
@@ -263,10 +250,7 @@ def run_finetuning(config: Config, tokenizer: Tokenizer, task: TaskInfo, train: 
     Returns:
       A :class:`FinetuneResult`.
     """
-    ft = config.finetune
-    if ft.seq_length > config.model.max_position_embeddings:
-        raise ConfigError(f"finetune.seq_length={ft.seq_length} exceeds "
-                          f"model.max_position_embeddings={config.model.max_position_embeddings}")
+    ft = config.validate().finetune
     seeds = parse_seeds(ft.seeds)
     t = time.time()
     train_features = encode_split(tokenizer, train, ft.seq_length)

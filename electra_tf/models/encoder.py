@@ -22,8 +22,9 @@ import tensorflow as tf
 from electra_tf.config import ModelConfig
 from electra_tf.models import kernels
 from electra_tf.models.embeddings import ElectraEmbeddings
-from electra_tf.models.layers import (SeededDropout, derive_seed, model_config_from_dict,
-                                      model_config_to_dict, weight_initializer)
+from electra_tf.models.layers import (SeededDropout, derive_seed, deserialize_nested,
+                                      model_config_from_dict, model_config_to_dict,
+                                      serialize_nested, weight_initializer)
 
 # The reference adds -10000 to the attention logits of padding positions (modeling.py).
 _MASK_ADDER = -10000.0
@@ -246,12 +247,9 @@ class ElectraEncoder(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({"model_config": model_config_to_dict(self.model_config),
-                       "embeddings": keras.saving.serialize_keras_object(self.embeddings),
-                       "seed": self.seed})
+                       **serialize_nested(embeddings=self.embeddings), "seed": self.seed})
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["embeddings"] = keras.saving.deserialize_keras_object(config["embeddings"])
-        return cls(**config)
+        return cls(**deserialize_nested(config, "embeddings"))

@@ -16,8 +16,9 @@ import tensorflow as tf
 from electra_tf.config import ModelConfig
 from electra_tf.models.embeddings import ElectraEmbeddings
 from electra_tf.models.encoder import ElectraEncoder, activation_fn
-from electra_tf.models.layers import (SeededDropout, derive_seed, model_config_from_dict,
-                                      model_config_to_dict, weight_initializer)
+from electra_tf.models.layers import (SeededDropout, derive_seed, deserialize_nested,
+                                      model_config_from_dict, model_config_to_dict,
+                                      serialize_nested, weight_initializer)
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
@@ -85,15 +86,12 @@ class MaskedLMHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"model_config": model_config_to_dict(self.model_config),
-                       "embeddings": keras.saving.serialize_keras_object(self.embeddings),
-                       "seed": self.seed})
+                       **serialize_nested(embeddings=self.embeddings), "seed": self.seed})
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["embeddings"] = keras.saving.deserialize_keras_object(config["embeddings"])
-        return cls(**config)
+        return cls(**deserialize_nested(config, "embeddings"))
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
@@ -234,14 +232,11 @@ class MaskedLanguageModel(keras.Model):
         return self.head(self.encoder(inputs, training=training), inputs["positions"])
 
     def get_config(self):
+        # The head's embeddings are the encoder's: written once, rebuilt once (one word table).
         config = super().get_config()
-        config.update({"encoder": keras.saving.serialize_keras_object(self.encoder),
-                       "head": keras.saving.serialize_keras_object(self.head)})
+        config.update(serialize_nested(encoder=self.encoder, head=self.head))
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "head"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**deserialize_nested(config, "encoder", "head"))

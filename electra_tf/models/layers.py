@@ -6,6 +6,9 @@ here):
 * :func:`derive_seed` turns ``config.train.seed`` plus a stable name path into the seed of one
   initializer or dropout stream, so two builds with the same seed have identical weights and
   identical dropout masks, independent of Keras' global RNG and of layer-name counters.
+* :func:`serialize_nested` / :func:`deserialize_nested`, the ``get_config`` / ``from_config``
+  of layers that hold other layers, which write an object held twice (the shared embeddings)
+  once and rebuild it once.
 * :class:`SeededDropout`, dropout whose stream is a ``keras.random.SeedGenerator`` seeded from
   :func:`derive_seed`, with the replica id mixed in so that replicas of a
   ``MirroredStrategy`` draw different masks (a plain Keras ``Dropout`` under MirroredStrategy
@@ -14,9 +17,11 @@ here):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-from typing import Any
+import threading
+from typing import Any, Optional
 
 import keras
 import tensorflow as tf
@@ -61,6 +66,109 @@ def model_config_from_dict(data: dict | ModelConfig) -> ModelConfig:
     if isinstance(data, ModelConfig):
         return data
     return ModelConfig(**data)
+
+
+class _Sharing(threading.local):
+    """The state of one outermost ``get_config`` (or ``from_config``) and all it nests."""
+
+    def __init__(self):
+        self.registry: Optional[dict] = None  # id(object) -> path, or path -> object
+        self.keys: list[str] = []  # the config keys from the outermost object to this one
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The registry, opened by the outermost call and joined by nested ones."""
+        outermost = self.registry is None
+        if outermost:
+            self.registry = {}
+        try:
+            yield self.registry
+        finally:
+            if outermost:
+                self.registry = None
+
+    @contextlib.contextmanager
+    def under(self, key: str):
+        self.keys.append(key)
+        try:
+            yield
+        finally:
+            self.keys.pop()
+
+    def path(self, key: str) -> str:
+        return "/".join((*self.keys, key))
+
+
+_SERIALIZING, _DESERIALIZING = _Sharing(), _Sharing()
+# Written in place of the config of an object met before: {"same_as": "generator/embeddings"}.
+_SAME_AS = "same_as"
+
+
+def serialize_nested(**objects: Optional[keras.layers.Layer]) -> dict:
+    """The configs of the layers a layer holds, for its ``get_config``.
+
+    Keras writes a nested object's config wherever it is held and rebuilds one object per copy:
+    a generator and an MLM head that share one embeddings layer came back with two, and the
+    head's output projection was no longer the encoder's word table. Here an object is written
+    in full where it is met first; every later holder gets ``{"same_as": PATH}``, the config
+    keys leading to the first (e.g. ``"encoder/embeddings"``), counted from the outermost
+    ``get_config`` that calls this function.
+
+    Args:
+      **objects: the held layers by config key (None stays None).
+
+    Returns:
+      ``{key: Keras config, reference or None}`` in the order given; :func:`deserialize_nested`
+      reads the keys in that order, so an object is rebuilt before any reference to it.
+    """
+    configs = {}
+    with _SERIALIZING.scope() as paths:
+        for key, obj in objects.items():
+            if obj is None:
+                configs[key] = None
+            elif id(obj) in paths:
+                configs[key] = {_SAME_AS: paths[id(obj)]}
+            else:
+                with _SERIALIZING.under(key):
+                    configs[key] = keras.saving.serialize_keras_object(obj)
+                paths[id(obj)] = _SERIALIZING.path(key)
+    return configs
+
+
+def deserialize_nested(config: dict, *keys: str) -> dict:
+    """The inverse of :func:`serialize_nested`, for a ``from_config``.
+
+    Args:
+      config: the layer's config.
+      *keys: the keys :func:`serialize_nested` wrote, in the same order.
+
+    Returns:
+      A copy of ``config`` with those keys rebuilt, one object per ``same_as`` group. The
+      objects are not built: their holder builds them in its own ``build``, under its name
+      scope, so variable paths (and with them optimizer slot names and seed-generator keys) are
+      the original's.
+
+    Raises:
+      ValueError: a reference to an object that was not rebuilt before it.
+    """
+    config = dict(config)
+    with _DESERIALIZING.scope() as objects:
+        for key in keys:
+            value = config.get(key)
+            if value is None:
+                continue
+            path = _DESERIALIZING.path(key)
+            if _SAME_AS in value:
+                if value[_SAME_AS] not in objects:
+                    raise ValueError(f"config key {path} refers to {value[_SAME_AS]}, which is not "
+                                     f"rebuilt before it (rebuilt so far: {sorted(objects)})")
+                config[key] = objects[value[_SAME_AS]]
+                continue
+            with _DESERIALIZING.under(key):
+                config[key] = keras.saving.deserialize_keras_object(
+                    {k: v for k, v in value.items() if k != "build_config"})
+            objects[path] = config[key]
+    return config
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")

@@ -23,10 +23,10 @@ import tensorflow as tf
 
 from electra_tf.config import Config
 from electra_tf.config_io import load_saved_config, save_config
-from electra_tf.models.embeddings import ElectraEmbeddings
 from electra_tf.models.encoder import ElectraEncoder
-from electra_tf.models.heads import MaskedLanguageModel, MaskedLMHead
+from electra_tf.models.heads import MaskedLanguageModel
 from electra_tf.models.layers import derive_seed
+from electra_tf.objective.pretrainer import build_pretrainer
 from electra_tf.tokenizer import Tokenizer
 
 DISCRIMINATOR_WEIGHTS = "discriminator.weights.h5"
@@ -113,22 +113,19 @@ def load_pretrained(directory: str) -> tuple[Config, Tokenizer, ElectraEncoder]:
 def load_generator(directory: str) -> MaskedLanguageModel:
     """Loads the generator (encoder + MLM head) saved beside the discriminator.
 
+    Built by the training recipe (``objective.pretrainer.build_pretrainer`` of the saved config,
+    which also builds the discriminator, then dropped): the same seeds, dtype policy, variable
+    paths and one word table shared by the encoder and the head.
+
     Raises:
       FileNotFoundError: the directory has no ``generator.weights.h5``.
+      TokenizerError: the copied vocabulary does not match ``tokenizer.json``.
     """
     directory = resolve_pretrained_dir(directory)
     path = os.path.join(directory, GENERATOR_WEIGHTS)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{directory}: no {GENERATOR_WEIGHTS} (save_pretrained was "
                                 "called without a generator)")
-    config = load_saved_config(directory)
-    seed = config.train.seed
-    model_config = (config.generator_model if config.objective.objective == "electra"
-                    else config.model)
-    embeddings = ElectraEmbeddings(config.model, seed=derive_seed(seed, "embeddings"))
-    model = MaskedLanguageModel(
-        ElectraEncoder(model_config, embeddings=embeddings, seed=derive_seed(seed, "generator"),
-                       name="generator"),
-        MaskedLMHead(model_config, embeddings, seed=derive_seed(seed, "mlm_head")))
+    model = build_pretrainer(*_load_config_and_tokenizer(directory)).masked_language_model()
     model.load_weights(path)
     return model

@@ -14,9 +14,12 @@ One step, as the paper (Clark et al. 2020, §2) and google-research/electra
 ``objective: mlm`` keeps steps 1-2 only: a BERT-style MLM of width ``config.model`` (the
 discriminator side does not exist), for ablations.
 
+:func:`build_pretrainer` is the one recipe from a config to networks, seeds and settings:
+training, ``models.pretrained.load_generator`` and checkpoint conversion all build with it.
+
 Distribution contract (the training loop calls ``strategy.run(pretrainer.train_step, ...)``):
 
-* randomness is keyed on ``(config.train.seed, step, example_index)`` with ``step =
+* randomness is keyed on ``(settings.seed, step, example_index)`` with ``step =
   optimizer.iterations`` at the start of ``train_step``; ``batch["example_index"]`` is the
   example's index in the *global* batch, derived as
   ``replica_id · local_batch + range(local_batch)`` when absent (plain ``model.fit``, which
@@ -30,17 +33,19 @@ Distribution contract (the training loop calls ``strategy.run(pretrainer.train_s
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Mapping, Optional
 
 import keras
 import tensorflow as tf
 
-from electra_tf.config import Config, from_dict, to_dict
+from electra_tf.config import Config
 from electra_tf.models.embeddings import ElectraEmbeddings
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import MaskedLanguageModel, MaskedLMHead, ReplacedTokenHead
-from electra_tf.models.layers import SeededDropout, derive_seed
-from electra_tf.objective import losses, masking, sampling
+from electra_tf.models.layers import (SeededDropout, derive_seed, deserialize_nested,
+                                      serialize_nested)
+from electra_tf.objective import losses, masking, sampling, step_metrics
 from electra_tf.training.gradients import accumulate_gradients, apply_gradients
 
 INPUT_KEYS = ("token_ids", "segment_ids", "padding_mask")
@@ -66,77 +71,125 @@ def special_token_ids(tokenizer_or_ids: Any) -> dict[str, int]:
     return {k: int(v) for k, v in ids.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSettings:
+    """What ``train_step`` reads besides the networks: ``train.seed`` (keys masking and
+    sampling), ``train.accumulation_steps`` and the ``objective`` values of the same names
+    (:class:`~electra_tf.config.ObjectiveConfig` says what they mean)."""
+
+    seed: int
+    mask_prob: float
+    max_predictions: int
+    mask_token_rate: float
+    random_token_rate: float
+    temperature: float
+    replacements: str
+    generator_weight: float
+    discriminator_weight: float
+    accumulation_steps: int
+
+
+def build_pretrainer(config: Config, tokenizer: Any) -> "ElectraPretrainer":
+    """The ELECTRA (or ``objective: mlm``) pretrainer of ``config``, every variable created.
+
+    Each network's seed is ``derive_seed(train.seed, <its attribute name>)``;
+    ``train.mixed_precision`` is every layer's dtype policy. Under a strategy, call it inside
+    ``strategy.scope()``. ``tokenizer``: a ``Tokenizer`` or its special-token id dict.
+    """
+    seed = config.train.seed
+    electra = config.objective.objective == "electra"
+    precision = config.train.mixed_precision
+    dtype = None if precision == "float32" else precision  # None: Keras' global policy
+
+    def seeded(name: str) -> dict:
+        return {"seed": derive_seed(seed, name), "dtype": dtype, "name": name}
+
+    embeddings = ElectraEmbeddings(config.model, **seeded("embeddings"))
+    generator_config = config.generator_model if electra else config.model
+    generator = ElectraEncoder(generator_config, embeddings=embeddings, **seeded("generator"))
+    mlm_head = MaskedLMHead(generator_config, embeddings, **seeded("mlm_head"))
+    discriminator = rtd_head = None
+    if electra:
+        discriminator = ElectraEncoder(config.model, embeddings=embeddings,
+                                       **seeded("discriminator"))
+        rtd_head = ReplacedTokenHead(config.model, **seeded("rtd_head"))
+    objective = config.objective
+    settings = ObjectiveSettings(
+        seed=seed, mask_prob=objective.mask_prob, max_predictions=config.max_predictions,
+        mask_token_rate=objective.mask_token_rate,
+        random_token_rate=objective.random_token_rate, temperature=objective.temperature,
+        replacements=objective.replacements, generator_weight=objective.generator_weight,
+        discriminator_weight=objective.discriminator_weight,
+        accumulation_steps=config.train.accumulation_steps)
+    return ElectraPretrainer(generator, mlm_head, discriminator, rtd_head, settings=settings,
+                             special_tokens=tokenizer, dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(package="electra_tf")
 class ElectraPretrainer(keras.Model):
     """Generator + discriminator with shared embeddings, trained by a custom ``train_step``.
 
-    Build it inside ``strategy.scope()``; every model variable exists when the constructor
-    returns (the training loop restores checkpoints right after building the optimizer with
-    ``optimization.build_optimizer(config.optimizer, config.train.num_steps, pretrainer, ...)``
-    and passing it to ``compile``).
+    Made by :func:`build_pretrainer`. Every model variable exists when the constructor returns
+    (the training loop restores checkpoints right after ``compile``).
 
     Args:
-      config: the full :class:`~electra_tf.config.Config` (model, generator, objective, train
-        seed and accumulation, mixed precision).
-      special_tokens: a ``Tokenizer`` or its ``settings()["special_tokens"]`` dict; ``[MASK]``
-        is written into masked positions, ``[CLS]``/``[SEP]`` are never masked.
+      generator: :class:`ElectraEncoder` whose ``embeddings`` are the shared ones.
+      mlm_head: :class:`MaskedLMHead` on those embeddings.
+      discriminator: :class:`ElectraEncoder` on them too; None for ``objective: mlm``.
+      rtd_head: :class:`ReplacedTokenHead`; None exactly when ``discriminator`` is.
+      settings: :class:`ObjectiveSettings`.
+      special_tokens: a ``Tokenizer`` or its ``settings()["special_tokens"]``; ``[MASK]`` is
+        written into masked positions, ``[CLS]``/``[SEP]`` are never masked.
 
-    Attributes (stable; they name the checkpoint objects, see docs/models.md):
-      embeddings: the shared :class:`ElectraEmbeddings`.
-      generator: generator :class:`ElectraEncoder` (``config.generator_model``; for
-        ``objective: mlm`` the MLM encoder of width ``config.model``).
-      mlm_head: :class:`MaskedLMHead` tied to ``embeddings.word_embeddings``.
-      discriminator: discriminator :class:`ElectraEncoder` (None for ``objective: mlm``).
-      rtd_head: :class:`ReplacedTokenHead` (None for ``objective: mlm``).
+    Pass the networks unbuilt: built here, under this model's name scope, their variable paths
+    (``electra_pretrainer/generator/layer_0/...``) are those that checkpointed optimizer slots
+    and seed-generator states are keyed by.
+
+    Attributes (checkpoint object names, docs/models.md): ``embeddings`` (the shared
+    :class:`ElectraEmbeddings`), ``generator``, ``mlm_head``, ``discriminator``, ``rtd_head``.
 
     Batches: dicts with ``token_ids``, ``segment_ids``, ``padding_mask`` (int [batch, seq]) and
     optionally ``example_index`` (int [batch]). ``train_step`` returns ``ELECTRA_METRICS`` (or
     ``MLM_METRICS``) plus ``gradient_norm``; ``test_step`` the same without ``gradient_norm``.
     """
 
-    def __init__(self, config: Config | dict, special_tokens: Any, **kwargs):
-        if isinstance(config, Mapping):
-            config = from_dict({k: v for k, v in config.items() if k != "derived"})
+    def __init__(self, generator: ElectraEncoder, mlm_head: MaskedLMHead,
+                 discriminator: Optional[ElectraEncoder] = None,
+                 rtd_head: Optional[ReplacedTokenHead] = None, *,
+                 settings: ObjectiveSettings, special_tokens: Any, **kwargs):
         kwargs.setdefault("name", "electra_pretrainer")
-        if config.train.mixed_precision != "float32":
-            kwargs.setdefault("dtype", config.train.mixed_precision)
         super().__init__(**kwargs)
-        self.config = config
+        if (discriminator is None) != (rtd_head is None):
+            raise ValueError("ElectraPretrainer needs both a discriminator and an rtd_head, or "
+                             "neither (objective: mlm)")
+        # Paper §3.2: generator and discriminator share the embeddings (one word table, also
+        # the MLM head's output projection).
+        for name, part in (("mlm_head", mlm_head), ("discriminator", discriminator)):
+            if part is not None and part.embeddings is not generator.embeddings:
+                raise ValueError(f"ElectraPretrainer: {name} does not share the generator's "
+                                 "embeddings")
+        # Assigned in this order: it is the order of ``variables`` (and of checkpoints).
+        self.embeddings = generator.embeddings
+        self.generator = generator
+        self.mlm_head = mlm_head
+        self.discriminator = discriminator
+        self.rtd_head = rtd_head
+        self.settings = settings
         self.special_tokens = special_token_ids(special_tokens)
-        seed = config.train.seed
-        electra = config.objective.objective == "electra"
-        dtype = self.dtype_policy
-
-        self.embeddings = ElectraEmbeddings(
-            config.model, seed=derive_seed(seed, "embeddings"), dtype=dtype, name="embeddings")
-        generator_config = config.generator_model if electra else config.model
-        self.generator = ElectraEncoder(
-            generator_config, embeddings=self.embeddings, seed=derive_seed(seed, "generator"),
-            dtype=dtype, name="generator")
-        self.mlm_head = MaskedLMHead(generator_config, self.embeddings,
-                                     seed=derive_seed(seed, "mlm_head"), dtype=dtype,
-                                     name="mlm_head")
-        self.discriminator = self.rtd_head = None
-        if electra:
-            self.discriminator = ElectraEncoder(
-                config.model, embeddings=self.embeddings,
-                seed=derive_seed(seed, "discriminator"), dtype=dtype, name="discriminator")
-            self.rtd_head = ReplacedTokenHead(config.model, seed=derive_seed(seed, "rtd_head"),
-                                              dtype=dtype, name="rtd_head")
         self.build()
 
     def build(self, input_shape=None):
         # Explicit, eager, in a fixed order: the shared embeddings first so their variables
         # are named ".../embeddings/...", and nothing is created later inside a tf.function or a
         # replica context.
-        self.embeddings.build()
-        for layer in (self.generator, self.discriminator):
-            if layer is not None:
+        for layer in (self.embeddings, self.generator, self.discriminator):
+            if layer is not None and not layer.built:
                 layer.build()
-        hidden = self.generator.model_config.hidden_size
-        self.mlm_head.build((None, None, hidden), (None, None))
-        if self.rtd_head is not None:
-            self.rtd_head.build((None, None, self.config.model.hidden_size))
+        if not self.mlm_head.built:
+            self.mlm_head.build((None, None, self.generator.model_config.hidden_size),
+                                (None, None))
+        if self.rtd_head is not None and not self.rtd_head.built:
+            self.rtd_head.build((None, None, self.discriminator.model_config.hidden_size))
         self.built = True
 
     # -- what the rest of the project uses ------------------------------------------------------
@@ -161,6 +214,14 @@ class ElectraPretrainer(keras.Model):
             if isinstance(layer, SeededDropout) and layer.seed_generator is not None:
                 states[layer.seed_generator.state.path] = layer.seed_generator.state
         return states
+
+    def compile(self, *args, auto_scale_loss: bool = False, **kwargs):
+        """Keras ``compile``; the optimizer from ``build_optimizer`` scales the loss itself.
+
+        Keras would wrap the optimizer of a ``mixed_float16`` model in its own
+        ``LossScaleOptimizer`` (a second scale); ``apply_gradients`` refuses that wrapper.
+        """
+        super().compile(*args, auto_scale_loss=auto_scale_loss, **kwargs)
 
     def call(self, inputs, training=None):
         """The backbone's sequence output [batch, seq, hidden] (the pretrainer's own logic
@@ -188,9 +249,9 @@ class ElectraPretrainer(keras.Model):
             return tape.gradient(scaled_loss, variables), outputs
 
         grads, sums = accumulate_gradients(grad_fn, batch, variables,
-                                           self.config.train.accumulation_steps)
+                                           self.settings.accumulation_steps)
         gradient_norm = apply_gradients(self.optimizer, grads, variables)
-        return {**self._global_metrics(sums), "gradient_norm": gradient_norm}
+        return {**step_metrics.global_metrics(sums), "gradient_norm": gradient_norm}
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -198,7 +259,7 @@ class ElectraPretrainer(keras.Model):
         different steps score the same masks and samples."""
         batch, totals = self._prepare(data, sampling.EVAL_MASKING_STREAM,
                                       sampling.EVAL_SAMPLING_STREAM, 0)
-        return self._global_metrics(self._objective(batch, totals, training=False))
+        return step_metrics.global_metrics(self._objective(batch, totals, training=False))
 
     def _objective(self, batch, totals, training):
         """Steps 2-5 on a (micro-)batch that already carries its masks (step 1, ``_prepare``).
@@ -217,7 +278,7 @@ class ElectraPretrainer(keras.Model):
         out = {"generator_loss": generator_loss,
                **losses.mlm_counts(mlm_logits, batch["labels"], batch["weights"])}
         if self.discriminator is None:
-            out["loss"] = self.config.objective.generator_weight * generator_loss
+            out["loss"] = self.settings.generator_weight * generator_loss
             out.update(losses.cosine_sums(generator_hidden, batch["padding_mask"]))
             return out
 
@@ -225,10 +286,10 @@ class ElectraPretrainer(keras.Model):
         # reference's uniform_generator control, uniformly from the vocabulary (Gumbel-max over
         # equal logits).
         sample_logits = mlm_logits
-        if self.config.objective.replacements == "uniform":
+        if self.settings.replacements == "uniform":
             sample_logits = tf.zeros_like(mlm_logits)
         sampled = sampling.gumbel_max_sample(sample_logits, batch["sample_seeds"],
-                                             self.config.objective.temperature)
+                                             self.settings.temperature)
         corrupted, is_replaced = sampling.replace_tokens(
             batch["original_ids"], batch["positions"], batch["weights"], sampled)
         # 4. The discriminator labels every real token: replaced (sample != original) or not.
@@ -240,8 +301,8 @@ class ElectraPretrainer(keras.Model):
         out["discriminator_loss"] = discriminator_loss
         # 5. loss = λ_gen · MLM + λ_disc · RTD (1 and 50).
         out["loss"] = losses.electra_loss(generator_loss, discriminator_loss,
-                                          self.config.objective.generator_weight,
-                                          self.config.objective.discriminator_weight)
+                                          self.settings.generator_weight,
+                                          self.settings.discriminator_weight)
         out.update(losses.rtd_counts(rtd_logits, is_replaced, batch["padding_mask"],
                                      batch["weights"], batch["positions"]))
         out.update(losses.rtd_histograms(rtd_logits, is_replaced, batch["padding_mask"]))
@@ -277,14 +338,15 @@ class ElectraPretrainer(keras.Model):
           ``sample_seeds``; ``totals`` the global counts that normalize the losses.
         """
         batch = self._batch(data)
-        seed, objective = self.config.train.seed, self.config.objective
+        settings = self.settings
         masked = masking.mask_tokens(
             batch["token_ids"], batch["padding_mask"],
-            sampling.example_seeds(seed, masking_stream, step, batch["example_index"]),
-            max_predictions=self.config.max_predictions, mask_prob=objective.mask_prob,
-            mask_token_rate=objective.mask_token_rate,
-            random_token_rate=objective.random_token_rate,
-            mask_id=self.special_tokens["[MASK]"], vocab_size=self.config.model.vocab_size,
+            sampling.example_seeds(settings.seed, masking_stream, step, batch["example_index"]),
+            max_predictions=settings.max_predictions, mask_prob=settings.mask_prob,
+            mask_token_rate=settings.mask_token_rate,
+            random_token_rate=settings.random_token_rate,
+            mask_id=self.special_tokens["[MASK]"],
+            vocab_size=self.embeddings.model_config.vocab_size,
             excluded_ids=(self.special_tokens["[CLS]"], self.special_tokens["[SEP]"],
                           self.special_tokens["[MASK]"]))
         prepared = {
@@ -292,60 +354,23 @@ class ElectraPretrainer(keras.Model):
             "segment_ids": batch["segment_ids"],
             "padding_mask": batch["padding_mask"],
             **masked._asdict(),
-            "sample_seeds": sampling.example_seeds(seed, sampling_stream, step,
+            "sample_seeds": sampling.example_seeds(settings.seed, sampling_stream, step,
                                                    batch["example_index"]),
         }
-        return prepared, self._global_counts(prepared)
-
-    @staticmethod
-    def _global_counts(batch) -> dict[str, tf.Tensor]:
-        """Predicted positions and non-padding tokens of the global batch (all replicas)."""
-        local = tf.stack([tf.reduce_sum(batch["weights"]),
-                          tf.reduce_sum(tf.cast(batch["padding_mask"], tf.float32))])
-        total = _all_reduce_sum(local)
-        return {"predictions": total[0], "tokens": total[1]}
-
-    def _global_metrics(self, sums: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Global metric values from this replica's loss shares and counts."""
-        # One all-reduce for every sum (scalars, the cosine sum vector, the AUC histograms).
-        keys = sorted(sums)
-        sizes = [sums[k].shape.num_elements() for k in keys]  # static: scalars, [H], [bins]
-        flat = _all_reduce_sum(tf.concat([tf.reshape(sums[k], [-1]) for k in keys], axis=0))
-        total = {k: tf.reshape(part, sums[k].shape)
-                 for k, part in zip(keys, tf.split(flat, sizes))}
-        metrics = {"loss": total["loss"], "generator_loss": total["generator_loss"],
-                   "generator_accuracy": losses.safe_ratio(total["generator_correct"],
-                                                           total["predictions"]),
-                   "representation_cosine": losses.mean_cosine(total["unit_sum"],
-                                                                total["unit_count"])}
-        if self.discriminator is not None:
-            metrics.update({
-                "discriminator_loss": total["discriminator_loss"],
-                "discriminator_accuracy": losses.safe_ratio(total["discriminator_correct"],
-                                                            total["tokens"]),
-                "discriminator_precision": losses.safe_ratio(total["true_positives"],
-                                                             total["predicted_positives"]),
-                "discriminator_recall": losses.safe_ratio(total["true_positives"],
-                                                          total["actual_positives"]),
-                "discriminator_auc": losses.auc_from_histograms(total["replaced_histogram"],
-                                                                total["original_histogram"]),
-                "replaced_fraction": losses.safe_ratio(total["replaced_at_masked"],
-                                                       total["predictions"]),
-            })
-        return metrics
+        return prepared, step_metrics.global_counts(prepared)
 
     def get_config(self):
-        return {"name": self.name, "config": to_dict(self.config),
-                "special_tokens": self.special_tokens}
+        config = super().get_config()
+        config.update({**serialize_nested(generator=self.generator, mlm_head=self.mlm_head,
+                                          discriminator=self.discriminator,
+                                          rtd_head=self.rtd_head),
+                       "settings": dataclasses.asdict(self.settings),
+                       "special_tokens": self.special_tokens})
+        return config
 
     @classmethod
     def from_config(cls, config):
+        config = deserialize_nested(config, "generator", "mlm_head", "discriminator",
+                                    "rtd_head")
+        config["settings"] = ObjectiveSettings(**config["settings"])
         return cls(**config)
-
-
-def _all_reduce_sum(value: tf.Tensor) -> tf.Tensor:
-    """Sum over the replicas of the current replica context (identity on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)

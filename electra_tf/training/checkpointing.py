@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+import dataclasses
+import os
+
 import keras
 import tensorflow as tf
+
+from electra_tf import config_io
+from electra_tf.config import Config
 
 CHECKPOINT_PREFIX = "ckpt"
 # Object names in every checkpoint (checkpoint conversion relies on them):
@@ -27,14 +33,15 @@ CHECKPOINT_KEYS = ("model", "optimizer", "seed_generators", "iterator")
 # Config fields that may change between a run and its resumption (nothing that changes the
 # model, the objective, the data order or the optimizer state).
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
-                     "train.eval_every", "train.eval_steps", "train.keep_checkpoints")
+                     "train.eval_every", "train.eval_steps", "train.keep_checkpoints",
+                     "train.steps_per_loop")
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible model_dir); the message says why."""
 
 
-def _init_source(init_from: Optional[str]) -> Optional[str]:
+def warm_start_source(init_from: Optional[str]) -> Optional[str]:
     """The checkpoint ``--init_from`` names (a model_dir's latest, or a checkpoint prefix)."""
     if not init_from:
         return None
@@ -45,6 +52,37 @@ def _init_source(init_from: Optional[str]) -> Optional[str]:
                             "pre-training model_dir with ckpt-* files, or a checkpoint prefix "
                             "such as MODEL_DIR/ckpt-1000)")
     return source
+
+
+def check_resumable(model_dir: str, config: Config, latest: Optional[str]) -> None:
+    """Refuses a ``model_dir`` trained with an incompatible (or unknown) config.
+
+    Args:
+      model_dir: the run's directory; its ``config.yaml`` is the saved config, if any.
+      config: the config of this run.
+      latest: ``model_dir``'s latest checkpoint (None for a fresh run).
+
+    Raises:
+      TrainingError: checkpoints without ``config.yaml``, or a saved config that differs in a
+        key outside :data:`RESUMABLE_CHANGES` (every such key is listed).
+    """
+    saved_path = os.path.join(model_dir, "config.yaml")
+    if latest and not tf.io.gfile.exists(saved_path):
+        raise TrainingError(
+            f"--model_dir {model_dir} has checkpoints ({latest}) but no config.yaml, "
+            "so nothing says which model they hold; put its config.yaml back or use a new "
+            "--model_dir")
+    if not tf.io.gfile.exists(saved_path):
+        return
+    saved = _flatten(dataclasses.asdict(config_io.load_saved_config(model_dir)))
+    now = _flatten(dataclasses.asdict(config))
+    changed = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(now)
+               if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise TrainingError(
+            f"{saved_path} was written by a run with a different config ("
+            + "; ".join(changed) + f"). Only {', '.join(RESUMABLE_CHANGES)} may change "
+            "when resuming; use a new --model_dir (with --init_from to warm-start)")
 
 
 def model_state(pretrainer: keras.Model) -> dict:
@@ -76,13 +114,7 @@ def optimizer_state(optimizer: keras.optimizers.Optimizer) -> dict:
     ``model/generator/layer_0/query/kernel``. Slot names (``<variable path>_m``) do not depend on
     the optimizer's auto-generated name, which changes when a process builds a second one.
     """
-    inner = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer
-    own = optimizer.variables if inner is None else inner.variables
-    state = {v.name: v for v in own}
-    if inner is not None:
-        inner_ids = {id(v) for v in inner.variables}
-        state.update({f"loss_scale.{v.name}": v for v in optimizer.variables
-                      if id(v) not in inner_ids})
+    state = {v.name: v for v in optimizer.variables}
     if len(state) != len(optimizer.variables):
         raise TrainingError(f"optimizer variable names are not unique: "
                             f"{sorted(v.name for v in optimizer.variables)}")
@@ -90,6 +122,7 @@ def optimizer_state(optimizer: keras.optimizers.Optimizer) -> dict:
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested dict with dotted keys: ``{"train": {"seed": 0}}`` -> ``{"train.seed": 0}``."""
     out = {}
     for k, v in tree.items():
         if isinstance(v, dict):

@@ -30,7 +30,8 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     Args:
       name: one of :data:`STRATEGIES`. ``mirrored`` uses every local GPU or, without GPUs,
         every logical CPU device (see :func:`split_cpu`).
-      tpu: TPU name or ``grpc://`` address for ``tpu`` (empty: the local TPU VM).
+      tpu: TPU name or ``grpc://`` address for ``tpu``; ``local`` for the TPU attached to this
+        VM; empty reads the ``TPU_NAME`` environment variable.
 
     Raises:
       StrategyError: unknown name, or ``gpu`` without a visible GPU.
@@ -61,6 +62,17 @@ def uses_global_iterator(strategy: tf.distribute.Strategy) -> bool:
     """True when one process feeds every replica (exact, checkpointed input position)."""
     return not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
                                      tf.distribute.TPUStrategy))
+
+
+def num_input_pipelines(strategy: tf.distribute.Strategy) -> int:
+    """How many input pipelines ``distribute_datasets_from_function`` will create: one per TPU
+    host or per worker process (chief included); 1 when one iterator feeds every replica."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return strategy.extended.num_hosts
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        spec = strategy.cluster_resolver.cluster_spec()
+        return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs)
+    return 1
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

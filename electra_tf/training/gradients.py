@@ -1,9 +1,11 @@
-"""Gradients into one optimizer step: accumulation over micro-batches, the cross-replica sum,
-clipping and the update (google-research/electra ``model/optimization.py``).
+"""Gradients into one optimizer step (google-research/electra ``model/optimization.py``):
+accumulation over micro-batches, then the one path from a replica's gradients to the update.
 
-:func:`accumulate_gradients` sums micro-batch gradients inside one step; :func:`apply_gradients`
-sums them across replicas once, lets the optimizer clip that sum to its global norm and update
-the variables (:mod:`electra_tf.training.optimization`), and returns the norm for logging.
+:func:`accumulate_gradients` sums micro-batch gradients inside one step. :func:`global_gradients`
+is the only place where gradients are densified, summed across replicas, unscaled and clipped,
+in that order; :meth:`~electra_tf.training.optimization.AdamWeightDecay.apply` runs it before
+every update, whether it is called by :func:`apply_gradients` (which returns the norm for
+logging) or by Keras (``model.fit``).
 """
 
 from __future__ import annotations
@@ -13,51 +15,96 @@ from typing import Any, Callable, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from electra_tf.training.optimization import AdamWeightDecay, _cross_replica_sum
+from electra_tf.training.loss_scale import DynamicLossScale, nan_unless
+
+Gradients = Sequence[Optional[tf.Tensor]]
 
 
-def _inner(optimizer: keras.optimizers.Optimizer) -> AdamWeightDecay:
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if not isinstance(inner, AdamWeightDecay):
-        raise TypeError(f"expected an electra_tf AdamWeightDecay/Lamb (possibly inside a "
-                        f"LossScaleOptimizer), got {type(inner).__name__}")
-    return inner
+def _cross_replica_sum(grads: Gradients) -> list[Optional[tf.Tensor]]:
+    """Sums gradients over the replicas of the current replica context (None entries kept);
+    unchanged with a single replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(grads)
+    summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                     [g for g in grads if g is not None]))
+    return [None if g is None else next(summed) for g in grads]
 
 
-def apply_gradients(optimizer: keras.optimizers.Optimizer, grads: Sequence[Optional[tf.Tensor]],
+def global_gradients(grads: Gradients, clip_norm: Optional[float],
+                     loss_scale: Optional[DynamicLossScale] = None,
+                     ) -> tuple[list[Optional[tf.Tensor]], tf.Tensor]:
+    """This replica's gradients → the clipped gradient of the global batch, and its norm.
+
+    1. ``IndexedSlices`` (embedding lookups, one row per lookup) become dense, so that the norm
+       squares each row's summed gradient rather than each lookup's part;
+    2. summed across the replicas of the current replica context (no-op on one device): the
+       gradient of the global batch, identical on every replica;
+    3. divided by the loss scale (``mixed_float16``);
+    4. the global norm. With loss scaling a step whose norm is not finite (an inf or nan, or a
+       norm beyond float32, which could not be clipped either) is skipped: every gradient
+       becomes nan (:func:`~electra_tf.training.loss_scale.nan_unless`);
+    5. clipped to ``clip_norm`` by that norm, the unscaled one (clipping the still-scaled
+       gradient would clip the true one at ``clip_norm / scale``).
+
+    Args:
+      grads: gradients of this replica's (scaled) loss; None entries are kept.
+      clip_norm: the global norm to clip to; None: no clipping.
+      loss_scale: the optimizer's loss scale; None without loss scaling.
+
+    Returns:
+      ``(grads, norm)``: dense gradients and the float32 global norm before clipping (inf or
+      nan on a skipped step).
+    """
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    grads = _cross_replica_sum(grads)
+    if loss_scale is not None:
+        grads = loss_scale.unscale(grads)
+    norm = tf.linalg.global_norm([g for g in grads if g is not None])
+    if loss_scale is not None:
+        grads = nan_unless(tf.math.is_finite(norm), grads)
+    if clip_norm:
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+    return list(grads), norm
+
+
+def apply_gradients(optimizer: keras.optimizers.Optimizer, grads: Gradients,
                     variables: Sequence[keras.Variable]) -> tf.Tensor:
     """One optimizer step from this replica's gradients; returns the global gradient norm.
 
-    Sums the gradients across replicas once (a no-op on one device), then applies them: the
-    optimizer clips that sum to ``global_clipnorm`` and updates the variables without summing
-    again. With a ``LossScaleOptimizer``, pass the gradients of ``optimizer.scale_loss(loss)``;
-    the finiteness check then sees the same summed gradients on every replica, and a step with
-    non-finite gradients is skipped (the returned norm is then inf or nan).
+    The optimizer's ``apply`` (:meth:`~electra_tf.training.optimization.AdamWeightDecay.apply`)
+    runs :func:`global_gradients`, updates the variables and, with loss scaling, updates the
+    scale; a step with non-finite gradients is then skipped (weights and moments unchanged,
+    ``optimizer.iterations`` + 1, the returned norm inf or nan).
 
     Args:
-      optimizer: from :func:`build_optimizer`.
-      grads: gradients of this replica's loss, aligned with ``variables``; normalize the loss by
-        the *global* batch (all replicas, all micro-batches) so that the sum is the gradient of
-        the global batch. None entries (unused variables) are skipped.
+      optimizer: from :func:`~electra_tf.training.optimization.build_optimizer`.
+      grads: gradients of this replica's loss (of ``optimizer.scale_loss(loss)``), aligned with
+        ``variables``; normalize the loss by the *global* batch (all replicas, all
+        micro-batches) so that the sum is the gradient of the global batch. None entries
+        (unused variables) are skipped.
       variables: the trained variables.
 
     Returns:
       float32 scalar: the global norm of the summed, unscaled gradient before clipping (for
       TensorBoard).
+
+    Raises:
+      TypeError: ``optimizer`` is not an electra_tf AdamWeightDecay/Lamb, e.g. a stock Keras
+        optimizer (it would clip each replica's partial gradient) or the ``LossScaleOptimizer``
+        that ``Model.compile`` wraps around any optimizer of a ``mixed_float16`` model unless
+        given ``auto_scale_loss=False`` (it would unscale twice).
     """
-    inner = _inner(optimizer)
-    # Embedding lookups give IndexedSlices with one row per lookup; global_norm would square
-    # repeated rows separately instead of summing them first, so norm and clipping need dense.
-    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-    grads = _cross_replica_sum(grads)
-    norm = tf.linalg.global_norm([g for g in grads if g is not None])
-    if inner is not optimizer:
-        if not optimizer.built:
-            optimizer.build(list(variables))
-        norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
-    with inner._gradients_already_summed():
-        optimizer.apply(grads, variables)
-    return norm
+    # Imported here: optimization imports this module (AdamWeightDecay.apply runs
+    # global_gradients).
+    from electra_tf.training.optimization import AdamWeightDecay
+
+    if not isinstance(optimizer, AdamWeightDecay):
+        raise TypeError(
+            f"apply_gradients needs an electra_tf AdamWeightDecay/Lamb (build_optimizer), got "
+            f"{type(optimizer).__name__}; a mixed_float16 model must be compiled with "
+            "auto_scale_loss=False, the optimizer scales the loss itself")
+    return optimizer.apply(grads, variables)
 
 
 def accumulate_gradients(

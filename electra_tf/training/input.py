@@ -9,21 +9,14 @@ config and the tokenizer; :func:`pretraining_dataset` turns the shards into batc
     example_index                          int32 [batch]  (position in the batch, 0 … batch − 1)
 
 Records in the original ELECTRA format (``input_ids``, ``input_mask``, ``segment_ids``) are
-renamed on parsing (:mod:`electra_tf.training.records`), so nothing downstream knows about
-them. google-research/electra's ``build_pretraining_dataset.py`` writes no ``metadata.json``:
-a directory with neither marker and no shards named like ours (``train-00000-of-00004.tfrecord``,
-which without ``COMPLETED`` are an unfinished run of our pipeline) is read as such records, with
-the format and sequence length taken from its first record; the tokenizer cannot be verified
-and a warning says so.
+renamed on parsing (:mod:`electra_tf.training.records`). google-research/electra writes no
+``metadata.json``: a directory without markers or shards named like ours is read as its
+records, judged from the first record, with a warning that the tokenizer cannot be verified.
 
-Empty data is refused here, before any training: tf.data would repeat a file list whose files
-hold no record forever, producing nothing and ignoring SIGTERM.
-
-Corrupted shards: TensorFlow's reader reports ``corrupted record at <offset>`` without naming the
-file. :func:`~electra_tf.training.records.scan_shard` re-reads a shard in Python, checking the
-TFRecord framing and both CRCs, and says which file and which record is bad.
-:func:`explain_read_error` uses it after a failed read; with ``skip_corrupt`` every shard is
-scanned up front and a damaged shard contributes only the records before the damage.
+Empty data is refused before any training: tf.data would repeat empty files forever. Corrupted
+shards: TensorFlow's reader does not name the file; :func:`explain_read_error` re-reads the
+shards (:func:`~electra_tf.training.records.scan_shard`, framing and both CRCs) and names file
+and record; with ``skip_corrupt`` a damaged shard gives only the records before the damage.
 """
 
 from __future__ import annotations
@@ -92,9 +85,8 @@ def find_shards(pattern: str, seq_length: int, tokenizer: Tokenizer, split: str 
         any damage, logging each damaged file, instead of failing when training reaches it.
 
     Raises:
-      DataError: no files; files that hold no record; an unfinished directory (our shards
-        without ``COMPLETED``); metadata or records that disagree with the config (every
-        mismatch is named); mixed formats.
+      DataError: no files; files holding no record; an unfinished directory (our shards
+        without ``COMPLETED``); metadata or records unlike the config (each named); mixed formats.
     """
     where = repr(pattern)
     if tf.io.gfile.isdir(pattern):
@@ -156,11 +148,8 @@ def _has_markers(directory: str) -> bool:
 
 
 def _first_record(files, compression: str) -> Optional[tuple[str, bytes]]:
-    """``(file, record)``: the first record of the first of ``files`` that holds one, or None.
-
-    Raises:
-      DataError: that first record is damaged.
-    """
+    """``(file, record)``: the first record of the first of ``files`` that holds one, or None;
+    DataError if that record is damaged."""
     for path in files:
         try:
             for record in tf.data.TFRecordDataset(path, compression_type=compression).take(1):
@@ -176,9 +165,8 @@ def _foreign_format(directory: str, files, seq_length: int, tokenizer: Tokenizer
     """The format of records without ``metadata.json``, judged from the first record.
 
     google-research/electra's ``build_pretraining_dataset.py`` writes ``input_ids``,
-    ``input_mask`` and ``segment_ids``, each an int64 list of ``max_seq_length`` values, into
-    uncompressed ``pretrain_data.tfrecord-<i>-of-<n>`` files (many of them empty for a small
-    corpus), and records nothing about its vocabulary.
+    ``input_mask``, ``segment_ids`` (int64, ``max_seq_length`` each) into uncompressed
+    ``pretrain_data.tfrecord-<i>-of-<n>`` files (many empty for a small corpus), no vocabulary.
     """
     first = _first_record(files, "")
     if first is None:
@@ -267,11 +255,8 @@ def _examples_in(metadata: dict, files: list[str]) -> int:
 # Corruption: name the file.
 
 def _records_tf_reads(path: str, compression: str) -> int:
-    """Records TensorFlow's reader returns before its first error.
-
-    Can be fewer than :func:`~electra_tf.training.records.scan_shard` counts: the GZIP reader
-    inflates whole buffers and loses the records of the buffer that fails.
-    """
+    """Records TensorFlow's reader returns before its first error: can be fewer than
+    ``scan_shard`` counts (the GZIP reader loses the whole inflate buffer that fails)."""
     count = 0
     try:
         for _ in tf.data.TFRecordDataset(path, compression_type=compression):
@@ -328,12 +313,11 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
 
     Args:
       shards: from :func:`find_shards`.
-      batch_size: examples per batch (the global batch, or one replica's under
-        ``distribute_datasets_from_function``).
+      batch_size: examples per batch (global, or a replica's under distributed input).
       seed: shuffling seed (``train.seed``).
       shuffle_buffer, cycle_length: ``data.shuffle_buffer`` and ``data.cycle_length``.
-      num_input_pipelines, input_pipeline_id: read only files ``i`` with
-        ``i % num_input_pipelines == input_pipeline_id`` (multi-worker/TPU input sharding).
+      num_input_pipelines, input_pipeline_id: multi-worker/TPU input sharding by file
+        (:func:`check_shards_per_pipeline`).
       start_file: skip this many files of this pipeline's (repeated, shuffled) file sequence:
         the file-level resume position of multi-worker/TPU runs.
 
@@ -341,18 +325,7 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
       A dataset of dicts ``token_ids``, ``segment_ids``, ``padding_mask`` (int32
       [batch, seq_length]) and ``example_index`` (int32 [batch]).
     """
-    files = list(shards.files[input_pipeline_id::num_input_pipelines])
-    if not files:
-        raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets no "
-                        f"file: {len(shards.files)} shards cannot be split across "
-                        f"{num_input_pipelines} workers; write at least that many shards")
-    # find_shards saw a record somewhere, but this pipeline's files may all be empty, and
-    # repeating them would spin forever without producing a batch. (One pipeline reads every
-    # file, which find_shards checked: no second read, e.g. at every evaluation.)
-    if num_input_pipelines > 1 and _first_record(files, shards.compression) is None:
-        raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets only "
-                        f"empty files ({files[0]}{', ...' if len(files) > 1 else ''}); write "
-                        "fewer, fuller shards")
+    files = _pipeline_files(shards, num_input_pipelines, input_pipeline_id)
     readable = dict(shards.readable_records)
     takes = [readable.get(f, -1) for f in files]  # take(-1) reads the whole file
     seed = seed + 1000003 * input_pipeline_id  # distinct order per input pipeline
@@ -377,6 +350,35 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
     # We shard by file ourselves (input_pipeline_id); tf.distribute must not shard again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def check_shards_per_pipeline(shards: Shards, num_input_pipelines: int) -> None:
+    """Refuses shards that cannot give every input pipeline a file holding records.
+
+    Each pipeline (one per worker or TPU host) reads whole files: with fewer files than
+    pipelines, one would wait forever. Called before the model is built, so that the user
+    learns the ``--num_shards`` needed at once. Raises DataError.
+    """
+    for pipeline in reversed(range(num_input_pipelines)):  # "too few files" first, as the cause
+        _pipeline_files(shards, num_input_pipelines, pipeline)
+
+
+def _pipeline_files(shards: Shards, num_input_pipelines: int, input_pipeline_id: int) -> list:
+    """The files of one input pipeline: ``i % num_input_pipelines == input_pipeline_id``."""
+    files = list(shards.files[input_pipeline_id::num_input_pipelines])
+    fix = (f"write at least {num_input_pipelines} shards holding records: pipelines."
+           f"build_pretraining_data --num_shards={num_input_pipelines} or a multiple (then each "
+           "file is read as often); it sets the train split only (validation: by size)")
+    if not files:
+        raise DataError(f"{len(shards.files)} shard(s) in {os.path.dirname(shards.files[0])} "
+                        f"cannot feed {num_input_pipelines} input pipelines (one per worker or "
+                        f"TPU host, each reading whole files); {fix}")
+    # Repeating only empty files would spin forever. (find_shards checked that all files
+    # together hold a record: one pipeline need not read again, e.g. at every evaluation.)
+    if num_input_pipelines > 1 and _first_record(files, shards.compression) is None:
+        raise DataError(f"input pipeline {input_pipeline_id} of {num_input_pipelines} gets only "
+                        f"empty files ({files[0]}{', ...' if len(files) > 1 else ''}); {fix}")
+    return files
 
 
 def resume_file_position(shards: Shards, step: int, global_batch: int, num_input_pipelines: int,

@@ -12,28 +12,28 @@ What the reference does, and where it lives here:
   (:func:`decay_exclusions`): Keras 3 variables carry short names (``gamma``, ``beta``), so the
   reference's name patterns ``LayerNorm``/``layer_norm`` would decay every LayerNorm gamma;
 - global-norm clipping (1.0) of the gradient of the whole global batch. Keras 3 clips each
-  replica's partial gradient and sums across replicas afterwards; our optimizers sum first, then
-  clip (:meth:`AdamWeightDecay._clip_gradients`), and
-  :func:`~electra_tf.training.gradients.apply_gradients` does the sum once and returns the norm
-  for logging;
+  replica's partial gradient and sums across replicas afterwards; :meth:`AdamWeightDecay.apply`
+  first sums, unscales (``mixed_float16``, :mod:`~electra_tf.training.loss_scale`) and clips
+  (:func:`~electra_tf.training.gradients.global_gradients`), then updates, and returns the norm
+  for logging (:func:`~electra_tf.training.gradients.apply_gradients`);
 - layer-wise learning-rate decay for fine-tuning (``finetune`` ``_get_layer_lrs``):
   :func:`layerwise_lr_multipliers`, applied per variable inside the update;
-- gradient accumulation over micro-batches inside one step:
-  :func:`~electra_tf.training.gradients.accumulate_gradients`;
+- accumulation inside one step: :func:`~electra_tf.training.gradients.accumulate_gradients`;
 - :func:`build_optimizer` puts schedule, optimizer, exclusions and loss scaling together.
 
-Everything here runs inside ``tf.function`` (and under ``jit_compile``) and under
-``tf.distribute`` strategies; build optimizers inside ``strategy.scope()``.
+Everything here runs inside ``tf.function``, under ``jit_compile`` and under ``tf.distribute``
+strategies; build optimizers inside ``strategy.scope()``.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
 
 from electra_tf.config import OptimizerConfig
+from electra_tf.training.gradients import global_gradients
+from electra_tf.training.loss_scale import GROWTH_INTERVAL, INITIAL_SCALE, DynamicLossScale
 from electra_tf.training.schedules import WarmupPolynomialDecay, warmup_steps
 
 Layers = Union[keras.layers.Layer, Sequence[keras.layers.Layer]]
@@ -41,22 +41,6 @@ Layers = Union[keras.layers.Layer, Sequence[keras.layers.Layer]]
 
 # ---------------------------------------------------------------------------------------------
 # Optimizers.
-
-def _cross_replica_sum(grads: Sequence[Optional[tf.Tensor]]) -> list[Optional[tf.Tensor]]:
-    """Sums gradients over the replicas of the current replica context (None entries kept).
-
-    Outside a strategy, or with a single replica, returns the gradients unchanged.
-    """
-    grads = list(grads)
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return grads
-    present = [i for i, g in enumerate(grads) if g is not None]
-    summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
-    for i, g in zip(present, summed):
-        grads[i] = g
-    return grads
-
 
 @keras.saving.register_keras_serializable(package="electra_tf")
 class AdamWeightDecay(keras.optimizers.Optimizer):
@@ -73,10 +57,14 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
     ``lr`` is the schedule's rate at the optimizer step, ``mult(w)`` the variable's learning-rate
     multiplier (1 without ``lr_multipliers``). Weight decay is multiplied by the per-variable rate,
     as in the reference (``update_with_lr = learning_rate * update``), unlike Keras' own AdamW.
+    ``g`` is the clipped gradient of the global batch: see :meth:`apply`.
 
-    Gradients given to :meth:`apply` are per-replica partial sums (Keras convention) unless
-    applied through :func:`apply_gradients`, which sums them once beforehand; either way they are
-    summed across replicas *before* global-norm clipping.
+    With ``initial_loss_scale`` (``mixed_float16``), :meth:`scale_loss` multiplies the loss by a
+    dynamic scale (``loss_scale``, :mod:`~electra_tf.training.loss_scale`) and :meth:`apply`
+    divides the gradient by it. A step whose gradient is not finite is *skipped*: ``m``, ``v``
+    and the weights keep their values (no weight decay either) and the scale halves, but
+    ``iterations`` advances (unlike Keras' ``LossScaleOptimizer``): it always equals the number
+    of :meth:`apply` calls, the loop's global step, and the schedule counts skipped steps too.
 
     Args:
       learning_rate: a float or a schedule (:class:`WarmupPolynomialDecay`).
@@ -84,44 +72,51 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         ``exclude_from_weight_decay(var_list=decay_exclusions(model))``.
       beta_1, beta_2, epsilon: Adam constants (reference: 0.9, 0.999, 1e-6).
       bias_correction: divide the moments by ``1 − β^t`` (the reference does not).
-      global_clipnorm: clip the cross-replica gradient to this global norm; None disables.
+      clip_norm: clip the cross-replica, unscaled gradient to this global norm; None: off.
       lr_multipliers: ``{variable.path: multiplier}`` for every variable the optimizer is built
         on (layer-wise decay, :func:`layerwise_lr_multipliers`); None means 1 everywhere.
-      **kwargs: other ``keras.optimizers.Optimizer`` arguments (``name``, ``use_ema``...).
-        ``clipnorm``, ``clipvalue`` and ``gradient_accumulation_steps`` are refused: use
-        ``global_clipnorm`` and :func:`accumulate_gradients`.
+      initial_loss_scale: dynamic loss scaling from this scale (``mixed_float16``); None: off.
+      loss_scale_growth_interval: consecutive finite steps after which the scale doubles.
+      **kwargs: other ``keras.optimizers.Optimizer`` arguments (``name``, ``use_ema``...). Keras'
+        own clipping, loss scaling and accumulation are refused: they would act on per-replica
+        gradients, or after :meth:`apply`'s.
     """
 
     def __init__(self, learning_rate: Any = 1e-3, weight_decay: float = 0.0,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
-                 bias_correction: bool = False, global_clipnorm: Optional[float] = None,
-                 lr_multipliers: Optional[dict[str, float]] = None, **kwargs):
-        for name in ("clipnorm", "clipvalue", "gradient_accumulation_steps"):
+                 bias_correction: bool = False, clip_norm: Optional[float] = None,
+                 lr_multipliers: Optional[dict[str, float]] = None,
+                 initial_loss_scale: Optional[float] = None,
+                 loss_scale_growth_interval: int = GROWTH_INTERVAL, **kwargs):
+        for name in ("clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor",
+                     "gradient_accumulation_steps"):
             if kwargs.get(name) is not None:
                 raise ValueError(
-                    f"{type(self).__name__} does not support {name}={kwargs[name]!r}: it clips "
-                    "the global norm of the cross-replica gradient (global_clipnorm) and "
-                    "accumulates with electra_tf.training.gradients.accumulate_gradients")
+                    f"{type(self).__name__} does not support {name}={kwargs[name]!r}: use "
+                    "clip_norm (the cross-replica gradient's global norm), initial_loss_scale "
+                    "and electra_tf.training.gradients.accumulate_gradients")
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay or None,
-                         global_clipnorm=global_clipnorm or None, **kwargs)
+                         **kwargs)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.bias_correction = bias_correction
+        self.clip_norm = clip_norm or None
         self.lr_multipliers = dict(lr_multipliers) if lr_multipliers is not None else None
-        # Trace-time count of apply_gradients calls in progress: their gradients are already
-        # summed across replicas (see _clip_gradients). A count, not a flag: MirroredStrategy
-        # traces each replica in its own thread (one at a time, switching at merge_call), and a
-        # LossScaleOptimizer applies this optimizer from yet other threads inside its merge_call.
-        self._summed_gradient_calls = 0
+        self.initial_loss_scale = initial_loss_scale or None
+        self.loss_scale_growth_interval = int(loss_scale_growth_interval)
+        self.loss_scale: Optional[DynamicLossScale] = None  # created by build()
 
     def build(self, variables):
-        """Creates the moments ``m``, ``v`` (zeros, one pair per variable)."""
+        """Creates the moments ``m``, ``v`` (zeros, one pair per variable) and the loss scale."""
         if self.built:
             return
         super().build(variables)
         self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
         self._multipliers = self._resolve_multipliers(variables)
+        if self.initial_loss_scale:
+            self.loss_scale = DynamicLossScale(self, self.initial_loss_scale,
+                                               self.loss_scale_growth_interval)
 
     def _resolve_multipliers(self, variables) -> list[float]:
         """Per-variable multipliers in build order; every variable needs one when given."""
@@ -141,6 +136,38 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
                 "reference's 'No learning rate specified for variable')")
         return [float(self.lr_multipliers[p]) for p in paths]
 
+    def scale_loss(self, loss):
+        """``loss`` times the current loss scale (unchanged without loss scaling)."""
+        if not self.initial_loss_scale:
+            return loss
+        scale = self.initial_loss_scale if self.loss_scale is None else self.loss_scale.scale
+        return loss * tf.cast(scale, loss.dtype)
+
+    def apply(self, grads, trainable_variables=None) -> tf.Tensor:
+        """One optimizer step from this replica's gradients; returns their global norm.
+
+        :func:`~electra_tf.training.gradients.global_gradients` (densify, sum across replicas,
+        unscale, clip; all nan on a skipped step), Keras' ``Optimizer.apply`` (:meth:`update_step`
+        per variable, ``iterations + 1``), then the loss-scale update.
+
+        Args:
+          grads: gradients of this replica's loss (of ``scale_loss(loss)`` with loss scaling),
+            aligned with ``trainable_variables``; None for unused variables. Normalize the loss
+            by the *global* batch so that the sum is the global batch's gradient.
+          trainable_variables: the trained variables; None: those the optimizer was built on.
+
+        Returns:
+          float32 scalar: the global norm of the summed, unscaled gradient before clipping (for
+          TensorBoard); inf or nan on a skipped step.
+        """
+        if trainable_variables is not None and not self.built:
+            self.build(list(trainable_variables))
+        grads, norm = global_gradients(grads, self.clip_norm, self.loss_scale)
+        super().apply(grads, trainable_variables)
+        if self.loss_scale is not None:
+            self.loss_scale.update(tf.math.is_finite(norm))
+        return norm
+
     def update_step(self, gradient, variable, learning_rate):
         """Applies one update to ``variable`` (see the class docstring for the formula)."""
         index = self._get_variable_index(variable)
@@ -148,8 +175,15 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         gradient = tf.cast(tf.convert_to_tensor(gradient), dtype)
         lr = tf.cast(learning_rate, dtype) * self._multipliers[index]
         m, v = self._m[index], self._v[index]
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
+        new_m = self.beta_1 * m + (1.0 - self.beta_1) * gradient
+        new_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient)
+        applied = None
+        if self.loss_scale is not None:  # a skipped step (all gradients nan) keeps m, v, w
+            applied = tf.reduce_all(tf.math.is_finite(gradient))
+            new_m = tf.where(applied, new_m, tf.convert_to_tensor(m))
+            new_v = tf.where(applied, new_v, tf.convert_to_tensor(v))
+        self.assign(m, new_m)
+        self.assign(v, new_v)
         m_hat, v_hat = tf.convert_to_tensor(m), tf.convert_to_tensor(v)
         if self.bias_correction:
             step = tf.cast(self.iterations + 1, dtype)
@@ -159,42 +193,26 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         decayed = self.weight_decay is not None and self._use_weight_decay(variable)
         if decayed:
             update += self.weight_decay * tf.convert_to_tensor(variable)
-        update = self._scale_update(update, variable, decayed)
-        self.assign_sub(variable, lr * update)
+        update = lr * self._scale_update(update, variable, decayed)
+        if applied is not None:
+            update = tf.where(applied, update, tf.zeros_like(update))
+        self.assign_sub(variable, update)
 
     def _scale_update(self, update, variable, decayed: bool):
-        """Hook for LAMB's trust ratio; Adam applies the update as is."""
-        del variable, decayed
+        del variable, decayed  # LAMB's trust ratio; Adam applies the update as is
         return update
 
     def _apply_weight_decay(self, variables):
         # Keras decays with the global rate before the update; the decay is part of the update
-        # here (update_step), so it follows the per-variable rate and enters LAMB's trust ratio.
+        # here (update_step), so it follows the per-variable rate, enters LAMB's trust ratio and
+        # is skipped with the step.
         del variables
 
-    @contextlib.contextmanager
-    def _gradients_already_summed(self):
-        """While open (at trace time), :meth:`_clip_gradients` does not sum across replicas."""
-        self._summed_gradient_calls += 1
-        try:
-            yield
-        finally:
-            self._summed_gradient_calls -= 1
-
-    def _clip_gradients(self, grads):
-        # Keras hook, called per replica after loss-scale unscaling and before the update
-        # (base_optimizer._backend_apply_gradients). Stock Keras clips here and sums across
-        # replicas only later (TFOptimizer._all_reduce_sum_gradients), i.e. it clips each
-        # replica's partial gradient. The reference clips the gradient of the whole batch, so
-        # the sum happens here, once, and the later Keras sum is disabled below.
-        if not self._summed_gradient_calls:
-            grads = _cross_replica_sum(grads)
-        if self.global_clipnorm:
-            grads, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
-        return list(grads)
-
     def _all_reduce_sum_gradients(self, grads_and_vars):
-        # TFOptimizer hook; the gradients were summed across replicas in _clip_gradients.
+        # Keras' TensorFlow backend (TFOptimizer._backend_update_step) sums the gradients across
+        # replicas here, inside Optimizer.apply, after its own clipping and right before
+        # update_step. Our apply has summed (then unscaled and clipped) them already; a second
+        # sum would multiply them by the number of replicas. Our only Keras gradient-path hook.
         return list(grads_and_vars)
 
     def get_config(self) -> dict:
@@ -211,6 +229,9 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
             "bias_correction": self.bias_correction,
+            "clip_norm": self.clip_norm,
+            "initial_loss_scale": self.initial_loss_scale,
+            "loss_scale_growth_interval": self.loss_scale_growth_interval,
         })
         return config
 
@@ -336,7 +357,7 @@ def layerwise_lr_multipliers(encoder, head_variables: Iterable, decay: float) ->
 
 def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers,
                     lr_multipliers: Optional[dict[str, float]] = None, *,
-                    mixed_precision: str = "float32") -> keras.optimizers.Optimizer:
+                    mixed_precision: str = "float32") -> AdamWeightDecay:
     """Schedule + optimizer + weight-decay exclusions (+ loss scaling), built on ``model``.
 
     Call it inside ``strategy.scope()`` after the model is built (its variables exist): the
@@ -348,16 +369,18 @@ def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers
         epochs × steps per epoch when fine-tuning).
       model: the trained model(s); their trainable variables are optimized.
       lr_multipliers: ``{variable.path: multiplier}`` (:func:`layerwise_lr_multipliers`).
-      mixed_precision: ``train.mixed_precision``; ``mixed_float16`` wraps the optimizer in
-        ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling). ``mixed_bfloat16`` needs
-        no loss scaling.
+      mixed_precision: ``train.mixed_precision``; ``mixed_float16`` turns on the optimizer's
+        dynamic loss scaling (as Keras: from 2**15); ``mixed_bfloat16`` needs none.
 
     Returns:
-      An :class:`AdamWeightDecay` or :class:`Lamb`, or a ``LossScaleOptimizer`` around it.
+      An :class:`AdamWeightDecay` or :class:`Lamb`, the one optimizer in every precision.
     """
     optimizers = {"adamw": AdamWeightDecay, "lamb": Lamb}
     if config.name not in optimizers:
         raise ValueError(f"optimizer.name={config.name!r} is not one of {', '.join(optimizers)}")
+    if mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ValueError(f"mixed_precision={mixed_precision!r} is not one of float32, "
+                         "mixed_float16, mixed_bfloat16")
     layers = _as_layers(model)
     variables = _unique(v for layer in layers for v in layer.trainable_variables)
     if not variables:
@@ -370,12 +393,8 @@ def build_optimizer(config: OptimizerConfig, num_train_steps: int, model: Layers
     optimizer = optimizers[config.name](
         learning_rate=schedule, weight_decay=config.weight_decay, beta_1=config.beta_1,
         beta_2=config.beta_2, epsilon=config.epsilon, bias_correction=config.bias_correction,
-        global_clipnorm=config.clip_norm or None, lr_multipliers=lr_multipliers)
+        clip_norm=config.clip_norm or None, lr_multipliers=lr_multipliers,
+        initial_loss_scale=INITIAL_SCALE if mixed_precision == "mixed_float16" else None)
     optimizer.exclude_from_weight_decay(var_list=decay_exclusions(layers))
-    if mixed_precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    elif mixed_precision not in ("float32", "mixed_bfloat16"):
-        raise ValueError(f"mixed_precision={mixed_precision!r} is not one of float32, "
-                         "mixed_float16, mixed_bfloat16")
     optimizer.build(variables)
     return optimizer

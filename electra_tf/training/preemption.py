@@ -1,4 +1,4 @@
-"""Preemption: SIGTERM becomes a flag the loop checks after every step, then a clean exit.
+"""Preemption: SIGTERM becomes a flag the loop passes into every compiled call, then a clean exit.
 
 A stopped run writes a checkpoint and ``python -m electra_tf.pretrain`` exits with
 :data:`EXIT_PREEMPTED`; rerunning the same command resumes.
@@ -12,11 +12,13 @@ import threading
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped cleanly, rerun the same command to resume
 
 
-class _TerminationFlag:
-    """Turns SIGTERM (preemption) into a flag the loop checks after every step.
+class TerminationFlag:
+    """Turns SIGTERM (preemption) into a flag, ``raised``, that the loop reads between calls.
 
-    The previous handler comes back on exit. Signals can only be handled in the main thread;
-    elsewhere the flag stays down and SIGTERM keeps its previous effect.
+    Python runs signal handlers between bytecodes, so a SIGTERM that arrives while a compiled
+    call runs raises the flag when the call returns. The previous handler comes back on exit.
+    Signals can only be handled in the main thread; elsewhere the flag stays down and SIGTERM
+    keeps its previous effect.
     """
 
     def __init__(self):

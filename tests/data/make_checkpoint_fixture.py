@@ -48,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 from electra_tf import corpus  # noqa: E402
 from electra_tf.config_io import load_config, load_saved_config  # noqa: E402
-from electra_tf.objective.pretrainer import ElectraPretrainer  # noqa: E402
+from electra_tf.objective.pretrainer import build_pretrainer  # noqa: E402
 from electra_tf.tokenizer import SPECIAL_TOKENS, Tokenizer  # noqa: E402
 from electra_tf.training.checkpointing import model_state, optimizer_state  # noqa: E402
 from electra_tf.training.distribute import make_strategy  # noqa: E402
@@ -110,7 +110,7 @@ def next_losses(model_dir, vocab_path, batch):
     config = load_saved_config(model_dir)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                   vocab_path=vocab_path))
-    pretrainer = ElectraPretrainer(config, Tokenizer(vocab_path))
+    pretrainer = build_pretrainer(config, Tokenizer(vocab_path))
     optimizer = build_optimizer(config.optimizer, config.train.num_steps, pretrainer)
     pretrainer.compile(optimizer=optimizer)
     checkpoint = tf.train.Checkpoint(model=model_state(pretrainer),
