@@ -13,7 +13,9 @@ Examples:
 model section and tokenizer must match the one given. ``--init none`` starts from random
 weights of the config's model (the baseline every comparison needs). The fine-tuning config
 (:mod:`electra_tf.finetuning.config`) takes the model and tokenizer from that config, and the
-``finetune`` defaults for the model's size.
+``finetune`` defaults for the model's size. As the reference, the saved (and exported) model is
+the one after the last epoch (``--set finetune.keep=best`` keeps the best dev epoch); the console
+and ``metrics.json`` report both the final and the best epoch's dev metrics.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="files only; TFDS infers it from the label feature")
     parser.add_argument("--seeds", help="comma-separated seeds, one run each "
                         "(= --set finetune.seeds=...)")
-    parser.add_argument("--export_dir", help="also export the best run as a SavedModel into "
-                        "EXPORT_DIR/<version>/ (TF Serving layout)")
+    parser.add_argument("--export_dir", help="also export a SavedModel into EXPORT_DIR/<version>/ "
+                        "(TF Serving layout): the saved weights (finetune.keep: last epoch by "
+                        "default) of the seed that scores highest on dev")
     return parser
 
 
@@ -99,7 +102,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args) -> tuple[str, Optional[str]]:
-    """Returns the best run's directory and the export's version directory (or None)."""
+    """Returns the directory of the run with the highest dev score and the export's version
+    directory (or None)."""
     # Heavy imports after argument parsing so that --help is instant.
     from electra_tf.finetuning import loop, tasks
     from electra_tf.tokenizer import tokenizer_from_config

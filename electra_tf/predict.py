@@ -27,7 +27,7 @@ from typing import Optional
 
 from electra_tf.serving.client import ServingError
 from electra_tf.serving.layout import export_metadata, version_dir
-from electra_tf.serving.predict import LocalModel, _input_rows, predict_file
+from electra_tf.serving.predict import LocalModel, input_rows, predict_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def _run(args) -> tuple[tuple[int, int], str]:
     text_column = args.text_column or metadata.get("text_column") or "text"
     text_b_column = (args.text_b_column or metadata.get("text_b_column") or "text_b") if pair \
         else None
-    for _ in _input_rows(args.input, text_column, text_b_column):
+    for _ in input_rows(args.input, text_column, text_b_column):
         pass
     model = model or LocalModel(args.model, args.version)
     labels = metadata.get("labels", [])

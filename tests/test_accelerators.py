@@ -111,10 +111,11 @@ def test_masks_and_gumbel_noise_are_the_same_under_xla(tokenizer, corpus_example
     # argmax over the vocabulary, are the same.
     shape = [5, tokenizer.vocab_size]
     uniforms = [fn(seeds, shape).numpy()
-                for fn in (sampling.uniform, tf.function(sampling.uniform, jit_compile=True))]
+                for fn in (sampling.example_uniforms,
+                           tf.function(sampling.example_uniforms, jit_compile=True))]
     np.testing.assert_array_equal(uniforms[0].view(np.uint32), uniforms[1].view(np.uint32))
     noise = [-np.log(-np.log(u.astype(np.float64))) for u in uniforms]
-    gumbel = lambda s: -tf.math.log(-tf.math.log(sampling.uniform(s, shape)))  # noqa: E731
+    gumbel = lambda s: -tf.math.log(-tf.math.log(sampling.example_uniforms(s, shape)))  # noqa: E731
     np.testing.assert_allclose(gumbel(seeds).numpy(), noise[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tf.function(gumbel, jit_compile=True)(seeds).numpy(), noise[0],
                                rtol=1e-5, atol=1e-6)

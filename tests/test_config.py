@@ -170,10 +170,12 @@ def test_finetuning_config_per_size_defaults_and_overrides(capsys):
         16, 2, 32)
     large = ft.load_finetuning_config("electra_large").finetune
     assert (large.learning_rate, large.layerwise_lr_decay) == (5e-5, 0.9)
-    assert ft.load_finetuning_config("electra_small").finetune == ft.FinetuneConfig()
+    # ELECTRA-Small: the paper's fine-tuning table (the reference code has no Small rate).
+    assert ft.load_finetuning_config("electra_small").finetune == ft.FinetuneConfig(
+        learning_rate=3e-4)
     # A model pre-trained with a packaged config gets that size's defaults, whatever its vocab.
     demo = load_config("demo", ["model.vocab_size=1000", "train.num_steps=3"])
-    assert ft.from_pretraining(demo).finetune.learning_rate == 3e-4
+    assert ft.from_pretraining(demo).finetune.learning_rate == 1e-3
     assert ft.from_pretraining(load_config("demo", ["model.num_layers=3"])).finetune == (
         ft.FinetuneConfig(seq_length=128))
     c = ft.build_finetuning_config("debug_tiny", None, [

@@ -7,9 +7,11 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from electra_tf import finetune
+from electra_tf.config import ConfigError
 from electra_tf.config_io import load_config
 from electra_tf.finetuning import classifier, loop, metrics, tasks
 from electra_tf.finetuning.config import build_finetuning_config
@@ -229,6 +231,52 @@ def test_layerwise_decay_exponents_in_the_finetuning_optimizer(assert_config_rou
     assert {v.path for v in model.trainable_variables} == set(got)
 
 
+def test_loss_is_summed_over_the_batch_by_default():
+    assert build_finetuning_config(None, None).finetune.loss_reduction == "sum"
+    labels = tf.constant([0, 1])
+    logits = tf.constant([[0.0, 0.0], [0.0, np.log(3.0)]])
+    # Per example: −log(1/2) and −log(3/4); the reference sums them (run_finetuning.py).
+    per_example = [np.log(2.0), np.log(4 / 3)]
+    assert float(loop.loss_fn("classification", "sum")(labels, logits)) == pytest.approx(
+        sum(per_example))
+    assert float(loop.loss_fn("classification", "mean")(labels, logits)) == pytest.approx(
+        np.mean(per_example))
+    scores = tf.constant([[1.0], [2.5]])
+    assert float(loop.loss_fn("regression", "sum")(tf.constant([0.0, 0.5]), scores)) == \
+        pytest.approx(1.0 + 4.0)
+    with pytest.raises(ConfigError, match="finetune.loss_reduction='avg': expected one of sum"):
+        build_finetuning_config(None, None, ["finetune.loss_reduction=avg"])
+    with pytest.raises(ConfigError, match="finetune.keep='first': expected one of last, best"):
+        build_finetuning_config(None, None, ["finetune.keep=first"])
+
+
+def test_classifier_kernel_starts_glorot_uniform():
+    config = build_finetuning_config("electra_small", None)
+    model = classifier.build_classifier(config, num_outputs=3, seed=1)
+    kernel = model.head.dense.kernel.numpy()  # [256, 3]
+    limit = np.sqrt(6 / (256 + 3))  # the reference's tf.layers.dense default (glorot-uniform)
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+    assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.1)  # uniform(−l, l)
+    assert not model.head.dense.bias.numpy().any()
+
+
+def test_per_size_defaults_and_their_sources():
+    def finetune(name):
+        return build_finetuning_config(name, None).finetune
+    # configure_finetuning.py:54-59 (every size), :149-151 (Large); Clark et al. Table 7 (Small).
+    assert (finetune("electra_base").learning_rate, finetune("electra_base").layerwise_lr_decay,
+            finetune("electra_base").weight_decay, finetune("electra_base").epochs) == (
+        1e-4, 0.8, 0.01, 3)
+    assert (finetune("electra_small").learning_rate,
+            finetune("electra_small_released").learning_rate) == (3e-4, 3e-4)
+    assert (finetune("electra_large").learning_rate,
+            finetune("electra_large").layerwise_lr_decay) == (5e-5, 0.9)
+    for name in ("debug_tiny", "demo"):  # measured here: tiny models need larger rates
+        assert finetune(name).learning_rate == 1e-3
+    for name in ("electra_small", "electra_large", "debug_tiny", "demo"):
+        assert (finetune(name).loss_reduction, finetune(name).keep) == ("sum", "last")
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end on the demo task.
 
@@ -240,17 +288,24 @@ def demo_task(tmp_path_factory):
 
 def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, capsys):
     out = str(tmp_path / "ft")
+    # debug_tiny's packaged defaults (lr 1e-3, sum over the batch, keep the last epoch).
     rc = finetune.main([
         "--init", "none", "--config", "debug_tiny", "--output_dir", out,
         "--train", demo_task["train"], "--dev", demo_task["dev"], "--seeds", "1,2",
-        "--set", "finetune.epochs=3", "--set", "finetune.learning_rate=1e-3"])
+        "--set", "finetune.epochs=3"])
     assert rc == 0
-    assert "seed 2 epoch 3/3" in capsys.readouterr().out
+    console = capsys.readouterr().out
+    assert "seed 2 epoch 3/3" in console and "seed 2 dev final (epoch 3)" in console
+    assert "median over seeds [1, 2], final epoch" in console
     summary = json.load(open(os.path.join(out, classifier.SUMMARY_FILE)))
     assert summary["seeds"] == [1, 2] and summary["main_metric"] == "accuracy"
-    accuracies = [summary["runs"][s]["accuracy"] for s in ("1", "2")]
-    assert summary["median"]["accuracy"] == pytest.approx(np.median(accuracies))
-    # Balanced 3-way task: the majority-class baseline is 1/3.
+    assert summary["kept"] == "final"
+    for which in ("final", "best"):
+        accuracies = [summary["runs"][s][which]["accuracy"] for s in ("1", "2")]
+        assert summary["median"][which]["accuracy"] == pytest.approx(np.median(accuracies))
+    # Balanced 3-way task: the majority-class baseline is 1/3. The final epoch is what the
+    # reference reports.
+    accuracies = [summary["runs"][s]["final"]["accuracy"] for s in ("1", "2")]
     assert min(accuracies) > 1 / 3 + 0.2, accuracies
     run_dir = os.path.join(out, "seed_1")
     for name in ("config.yaml", "config.json", "vocab.txt", "tokenizer.json", "label_map.json",
@@ -261,14 +316,45 @@ def test_finetune_cli_beats_majority_baseline_over_seeds(demo_task, tmp_path, ca
     losses = [e["train_loss"] for e in record["epochs"]]
     assert losses[-1] < losses[0], losses
     best = max(record["epochs"], key=lambda e: e["accuracy"])
-    assert record["best"]["epoch"] == best["epoch"]
-    # The saved weights are the best epoch's: reloading reproduces its dev metrics exactly.
+    assert record["best"]["epoch"] == best["epoch"] and record["final"]["epoch"] == 3
+    assert record["kept"] == "final"
+    # The summed loss: the gradient of a 16-example sum exceeds the clip norm on most steps.
+    assert record["epochs"][0]["clipped"] > 0.5, record["epochs"][0]
+    # The saved weights are the last epoch's: reloading reproduces its dev metrics exactly.
     config, tokenizer, task, model = classifier.load_classifier(run_dir)
     _, _, dev = tasks.read_file_task(demo_task["train"], demo_task["dev"])
     features = loop.encode_split(tokenizer, dev, config.finetune.seq_length)
     logits = loop.predict_logits(lambda b: model(b, training=False), features)
     reloaded = loop.task_metrics(task, dev.labels, logits)
-    assert reloaded == pytest.approx({k: record["best"][k] for k in reloaded}, abs=1e-9)
+    assert reloaded == pytest.approx({k: record["final"][k] for k in reloaded}, abs=1e-9)
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_keep_saves_the_last_or_the_best_epoch(tmp_path, monkeypatch, keep):
+    config = build_finetuning_config("debug_tiny", None, [
+        "finetune.epochs=3", f"finetune.keep={keep}", "finetune.batch_size=4"])
+    task = tasks.TaskInfo("classification", ("a", "b"), "text", None, "label")
+    rng = np.random.default_rng(0)
+    features = {"token_ids": rng.integers(5, 100, (8, 32)).astype(np.int32),
+                "segment_ids": np.zeros((8, 32), np.int32),
+                "padding_mask": np.ones((8, 32), np.int32)}
+    labels = np.array([0, 1] * 4, np.int32)
+    # Scripted dev scores, so that the best epoch (2) is neither the first nor the last; the
+    # logits each evaluation saw are kept to compare with the saved model's.
+    scores, seen = iter([0.5, 0.9, 0.6]), []
+    monkeypatch.setattr(loop, "task_metrics", lambda task, labels, logits: (
+        seen.append(logits), {"accuracy": next(scores)})[1])
+    run = loop.finetune_once(config, tokenizer_from_config(config.data), task, features, labels,
+                             features, labels, str(tmp_path / "run"), seed=3, echo=lambda _: None)
+    assert (run.final["epoch"], run.best["epoch"], run.best["accuracy"]) == (3, 2, 0.9)
+    assert run.kept == {"last": "final", "best": "best"}[keep]
+    record = json.load(open(tmp_path / "run" / loop.METRICS_FILE))
+    assert (record["kept"], record["final"], record["best"]) == (run.kept, run.final, run.best)
+    _, _, _, model = classifier.load_classifier(str(tmp_path / "run"))
+    logits = loop.predict_logits(lambda b: model(b, training=False), features)
+    # Eager vs tf.function: the same weights give logits equal to float32 round-off.
+    np.testing.assert_allclose(logits, seen[2 if keep == "last" else 1], atol=1e-5)
+    assert np.abs(seen[1] - seen[2]).max() > 1e-3  # the two epochs' models differ
 
 
 def test_init_from_pretrained_starts_from_its_weights(tmp_path, capsys):

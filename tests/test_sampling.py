@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf.objective.sampling import (SAMPLING_STREAM, example_seeds, gumbel_max_sample,
-                                 replace_tokens, uniform)
+                                 replace_tokens, example_uniforms)
 
 
 def test_example_seeds_layout_and_uniqueness():
@@ -14,15 +14,16 @@ def test_example_seeds_layout_and_uniqueness():
     np.testing.assert_array_equal(seeds, [[5 + (2 << 32), 3 << 24],
                                           [5 + (2 << 32), (3 << 24) + 1],
                                           [5 + (2 << 32), (3 << 24) + 7]])
-    u = uniform(seeds, [4])
+    u = example_uniforms(seeds, [4])
     assert u.shape == (3, 4) and len(np.unique(u.numpy())) == 12
 
 
 def test_uniform_of_an_example_does_not_depend_on_its_batch():
     seeds = example_seeds(1, SAMPLING_STREAM, 0, tf.range(6))
-    together = uniform(seeds, [2, 3]).numpy()
+    together = example_uniforms(seeds, [2, 3]).numpy()
     for b in range(6):
-        np.testing.assert_array_equal(uniform(seeds[b:b + 1], [2, 3]).numpy()[0], together[b])
+        np.testing.assert_array_equal(example_uniforms(seeds[b:b + 1], [2, 3]).numpy()[0],
+                                      together[b])
 
 
 def test_low_temperature_gives_argmax():

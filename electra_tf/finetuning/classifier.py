@@ -2,20 +2,23 @@
 
 The task model is the reference's (google-research/electra ``finetune/classification``): the
 encoder's first-token ([CLS]) hidden state → dropout 0.1 → dense(num_labels), or dense(1) for
-regression. It is trained by :mod:`electra_tf.finetuning.loop`.
+regression, the dense kernel initialised glorot-uniform. It is trained by
+:mod:`electra_tf.finetuning.loop`.
 
 One fine-tuning run writes into its directory::
 
     config.yaml, config.json   effective fine-tuning config (+ tokenizer settings, init, seed)
     vocab.txt, tokenizer.json  the tokenizer, so the run is self-contained
     label_map.json             task type, labels (id = position), column names
-    classifier.weights.h5      encoder + head weights of the best dev epoch
-    metrics.json               dev metrics of every epoch and of the best one
+    classifier.weights.h5      encoder + head weights after the last epoch (finetune.keep=last,
+                               the reference's) or of the best dev epoch (keep=best)
+    metrics.json               dev metrics of every epoch, the final and the best one
     train/, dev/               TensorBoard scalars
 
 :func:`save_classifier` writes what :func:`load_classifier` reads (the loop writes
 ``metrics.json`` and the TensorBoard scalars). With several seeds each run goes to
-``DIR/seed_N`` and ``DIR/summary.json`` holds every run's best metrics and their median.
+``DIR/seed_N`` and ``DIR/summary.json`` holds every run's final and best metrics and their
+medians.
 """
 from __future__ import annotations
 
@@ -65,10 +68,9 @@ class ElectraClassifier(keras.Model):
         self.num_outputs = int(num_outputs)
         self.dropout_rate = float(dropout_rate)
         self.seed = int(seed)
-        self.head = ClassificationHead(
-            self.num_outputs, dropout_rate=self.dropout_rate,
-            initializer_range=encoder.model_config.initializer_range, seed=self.seed,
-            name="classification_head")
+        # Glorot-uniform kernel, as the reference's head (ClassificationHead's default).
+        self.head = ClassificationHead(self.num_outputs, dropout_rate=self.dropout_rate,
+                                       seed=self.seed, name="classification_head")
 
     def build(self, inputs_shape=None):
         if not self.encoder.built:
@@ -141,7 +143,8 @@ def save_classifier(run_dir: str, config: FinetuningConfig, tokenizer: Tokenizer
 
 def load_classifier(run_dir: str) -> tuple[FinetuningConfig, Tokenizer, TaskInfo,
                                            ElectraClassifier]:
-    """Rebuilds a fine-tuned classifier from its run directory (best epoch's weights).
+    """Rebuilds a fine-tuned classifier from its run directory (the weights it saved: see
+    ``finetune.keep`` in its config).
 
     A run written before fine-tuning had its own config (its ``config.yaml`` is a pre-training
     config with a ``finetune:`` section) loads too.
@@ -170,4 +173,4 @@ def _best_run_hint(output_dir: str) -> str:
         return ""
     with open(path, encoding="utf-8") as f:
         summary = json.load(f)
-    return f", e.g. {summary['best_run']} (best dev {summary['main_metric']})"
+    return f", e.g. {summary['best_run']} (highest dev {summary['main_metric']})"

@@ -13,8 +13,9 @@ takes. Its ``finetune`` defaults are, the first that exists:
 
 1. the file's ``finetune:`` section (pre-training configs written before the split have one);
 2. the per-size defaults ``configs/finetuning/NAME.yaml`` of the packaged config ``NAME`` whose
-   network the model is (vocabulary size aside): ``debug_tiny``, ``demo``, ``electra_large``;
-3. the :class:`FinetuneConfig` defaults (ELECTRA-Small and -Base).
+   network the model is (vocabulary size aside): ``debug_tiny``, ``demo``, ``electra_small``
+   (also ``electra_small_released``'s network), ``electra_large``;
+3. the :class:`FinetuneConfig` defaults (the reference's, which are ELECTRA-Base's).
 
 ``--set`` overrides (:func:`apply_finetuning_overrides`) take ``model.*``, ``data.vocab_path``,
 ``data.lower_case`` and ``finetune.*``; ``train.log_every`` is accepted as the old name of
@@ -52,20 +53,27 @@ class TokenizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning hyper-parameters (google-research/electra ``configure_finetuning.py``).
+    """Fine-tuning hyper-parameters; the defaults are google-research/electra's.
 
     The optimizer is the reference's AdamW (no bias correction, betas 0.9/0.999, epsilon 1e-6,
-    global-norm clipping 1.0, linear decay to 0) with these settings.
+    global-norm clipping 1.0, linear decay to 0) with these settings. The source of every
+    default is named in docs/finetuning.md ("Defaults and their sources").
 
     Attributes:
-      learning_rate: peak learning rate (Large: 5e-5).
+      learning_rate: peak learning rate (``configure_finetuning.py`` 1e-4; per-size files
+        ``configs/finetuning/*.yaml`` set Small 3e-4 and Large 5e-5).
       layerwise_lr_decay: ``d`` in ``lr · d^(L + 2 − depth)`` (Large: 0.9).
       warmup_fraction: warmup as a fraction of the total steps.
-      weight_decay: decoupled weight decay.
+      weight_decay: decoupled weight decay (the reference code's 0.01; the paper's table says 0).
       batch_size: training batch size.
-      epochs: passes over the training set.
+      epochs: passes over the training set (the reference: 3, and 10 for RTE and STS-B).
       seq_length: maximum tokens per example (longer inputs are truncated).
       dropout_rate: dropout before the classification layer.
+      loss_reduction: ``sum`` (the reference: the per-example losses of a batch are summed,
+        ``run_finetuning.py``) or ``mean``.
+      keep: which weights the run saves, exports and predicts with: ``last`` (the reference:
+        the model after the last epoch) or ``best`` (the epoch with the best main dev metric,
+        a choice made on the dev set, so its dev score is biased upward).
       seeds: comma-separated seeds; each is a full fine-tuning run, the median is reported.
       log_every: steps between training-loss points in TensorBoard.
     """
@@ -78,8 +86,14 @@ class FinetuneConfig:
     epochs: int = 3
     seq_length: int = 128
     dropout_rate: float = 0.1
+    loss_reduction: str = "sum"
+    keep: str = "last"
     seeds: str = "1"
     log_every: int = 100
+
+
+LOSS_REDUCTIONS = ("sum", "mean")
+KEEP_CHOICES = ("last", "best")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -114,6 +128,10 @@ class FinetuningConfig:
         if ft.seq_length > self.model.max_position_embeddings:
             raise ConfigError(f"finetune.seq_length={ft.seq_length} exceeds "
                               f"model.max_position_embeddings={self.model.max_position_embeddings}")
+        for name, choices in (("loss_reduction", LOSS_REDUCTIONS), ("keep", KEEP_CHOICES)):
+            if getattr(ft, name) not in choices:
+                raise ConfigError(f"finetune.{name}={getattr(ft, name)!r}: expected one of "
+                                  f"{', '.join(choices)}")
         parse_seeds(ft.seeds)
         return self
 

@@ -1,14 +1,17 @@
 """Fine-tuning a discriminator for sequence classification or regression: one run, several seeds.
 
-The model is :class:`~electra_tf.finetuning.classifier.ElectraClassifier`; the loss softmax
-cross-entropy or mean squared error. The optimizer is pre-training's AdamW (same warmup × linear
-decay schedule, weight decay, clipping) with layer-wise learning-rate decay
-``lr · d^(L + 2 − depth)``.
+As google-research/electra ``run_finetuning.py``: the model is
+:class:`~electra_tf.finetuning.classifier.ElectraClassifier`; the loss softmax cross-entropy or
+squared error per example, summed over the batch (``finetune.loss_reduction``); the optimizer
+pre-training's AdamW (same warmup × linear decay schedule, weight decay, clipping at global norm
+1.0) with layer-wise learning-rate decay ``lr · d^(L + 2 − depth)``; the model kept is the one
+after the last epoch (``finetune.keep``).
 
 One run writes its directory (:mod:`electra_tf.finetuning.classifier`), ``metrics.json`` (dev
-metrics of every epoch and of the best one) and TensorBoard ``train/``, ``dev/``. With several
-seeds each run goes to ``DIR/seed_N`` and ``DIR/summary.json`` holds every run's best metrics
-and their median (the paper reports medians over seeds).
+metrics of every epoch, of the final one and of the best one, and which of the two was saved)
+and TensorBoard ``train/``, ``dev/``. With several seeds each run goes to ``DIR/seed_N`` and
+``DIR/summary.json`` holds every run's final and best metrics and their medians (the paper
+reports medians over seeds).
 """
 
 from __future__ import annotations
@@ -65,14 +68,29 @@ def _batches(features: dict[str, np.ndarray], labels: np.ndarray, batch_size: in
 # One run.
 
 @dataclasses.dataclass
-class RunResult:
-    """One seed's fine-tuning: its directory, the best epoch (1-based) and its dev metrics."""
+class SeedRun:
+    """One seed's fine-tuning.
+
+    Attributes:
+      run_dir: its directory.
+      seed: its seed.
+      final: dev metrics after the last epoch (with ``epoch`` and ``step``).
+      best: dev metrics of the epoch with the best main metric (with ``epoch`` and ``step``).
+      kept: ``final`` or ``best``: the one whose weights the run saved (``finetune.keep``).
+      epochs: every epoch's record (train loss, seconds, dev metrics).
+    """
 
     run_dir: str
     seed: int
-    best_epoch: int
-    best_metrics: dict
+    final: dict
+    best: dict
+    kept: str
     epochs: list
+
+    @property
+    def kept_metrics(self) -> dict:
+        """The dev metrics of the saved weights."""
+        return self.final if self.kept == "final" else self.best
 
 
 def finetuning_optimizer_config(config: FinetuningConfig) -> OptimizerConfig:
@@ -87,11 +105,15 @@ def finetuning_optimizer_config(config: FinetuningConfig) -> OptimizerConfig:
                            warmup_fraction=ft.warmup_fraction, weight_decay=ft.weight_decay)
 
 
-def _loss_fn(task_type: str):
+def loss_fn(task_type: str, reduction: str) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """``(labels [batch], logits [batch, outputs]) -> scalar``: cross-entropy (classification)
+    or squared error (regression) per example, summed over the batch (``reduction="sum"``, as
+    the reference's ``run_finetuning.py``) or averaged (``"mean"``)."""
+    reduce = tf.reduce_sum if reduction == "sum" else tf.reduce_mean
     if task_type == "classification":
-        return lambda labels, logits: tf.reduce_mean(
+        return lambda labels, logits: reduce(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-    return lambda labels, logits: tf.reduce_mean(tf.square(logits[:, 0] - labels))
+    return lambda labels, logits: reduce(tf.square(logits[:, 0] - labels))
 
 
 def predict_logits(predict: Callable, features: dict[str, np.ndarray],
@@ -109,14 +131,24 @@ def task_metrics(task: TaskInfo, labels: np.ndarray, logits: np.ndarray) -> dict
     return metrics_lib.regression_metrics(labels, logits[:, 0])
 
 
+def _dev_only(record: dict) -> dict:
+    """An epoch record without its training figures: epoch, step and the dev metrics."""
+    return {k: v for k, v in record.items() if k not in ("seconds", "train_loss", "clipped")}
+
+
+def _describe(metrics: dict) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "step"))
+
+
 def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo, train: dict,
                   train_labels: np.ndarray, dev: dict, dev_labels: np.ndarray, run_dir: str,
                   seed: int, init_encoder: Optional[ElectraEncoder] = None, init: str = "none",
-                  echo: Callable[[str], None] = print) -> RunResult:
+                  echo: Callable[[str], None] = print) -> SeedRun:
     """Fine-tunes one seed and writes the run directory (see the module docstring).
 
     Args:
-      config: effective config; ``finetune`` holds rate, d, warmup, batch, epochs, length.
+      config: effective config; ``finetune`` holds rate, d, warmup, batch, epochs, length,
+        loss reduction and which epoch to keep.
       tokenizer: the tokenizer the features were encoded with (copied into the run).
       task: labels and columns.
       train, dev: :func:`encode_split` features; ``train_labels``/``dev_labels`` [n].
@@ -125,7 +157,7 @@ def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo
         dropout and the order of training examples.
       init_encoder: pre-trained encoder whose weights start the run; None = random init.
       init: where the weights came from (recorded in config.json).
-      echo: receives one progress line per epoch.
+      echo: receives one progress line per epoch and one summary line.
     """
     ft = config.finetune
     model = build_classifier(config, task.num_outputs, seed)
@@ -138,7 +170,7 @@ def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo
                                            ft.layerwise_lr_decay)
     optimizer = build_optimizer(opt_config, total_steps, model, multipliers)
     variables = model.trainable_variables
-    loss_fn = _loss_fn(task.task_type)
+    compute_loss = loss_fn(task.task_type, ft.loss_reduction)
     label_dtype = tf.int32 if task.task_type == "classification" else tf.float32
     spec = tf.TensorSpec([None, ft.seq_length], tf.int32)
 
@@ -150,9 +182,9 @@ def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo
                  autograph=False)
     def train_step(batch, labels):
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(batch, training=True))
-        apply_gradients(optimizer, tape.gradient(loss, variables), variables)
-        return loss
+            loss = compute_loss(labels, model(batch, training=True))
+        norm = apply_gradients(optimizer, tape.gradient(loss, variables), variables)
+        return loss, norm
 
     predict = tf.function(lambda batch: model(batch, training=False),
                           input_signature=[features_spec], autograph=False)
@@ -165,42 +197,55 @@ def finetune_once(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo
     rng = np.random.default_rng(seed)
     step = 0
     for epoch in range(1, ft.epochs + 1):
-        start, losses = time.time(), []
+        start, losses, norms = time.time(), [], []
         for batch, labels in _batches(train, train_labels, ft.batch_size,
                                       rng.permutation(len(train_labels))):
-            losses.append(float(train_step(batch, labels)))
+            loss, norm = train_step(batch, labels)
+            # Logged per example whatever the reduction, so that runs compare.
+            losses.append(float(loss) / (len(labels) if ft.loss_reduction == "sum" else 1))
+            norms.append(float(norm))
             step += 1
             if step % ft.log_every == 0 or step == total_steps:
                 with writers["train"].as_default(step=step):
                     tf.summary.scalar("loss", np.mean(losses[-ft.log_every:]))
+                    tf.summary.scalar("gradient_norm", np.mean(norms[-ft.log_every:]))
                     tf.summary.scalar("learning_rate", float(optimizer.learning_rate))
         dev_metrics = task_metrics(task, dev_labels, predict_logits(predict, dev))
         with writers["dev"].as_default(step=step):
             for name, value in dev_metrics.items():
                 tf.summary.scalar(name, value)
+        # ``clipped``: the fraction of steps whose gradient norm exceeded the clip norm (1.0),
+        # which the summed loss makes common (docs/finetuning.md).
         record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+                  "clipped": float(np.mean(np.array(norms) > opt_config.clip_norm)),
                   "seconds": round(time.time() - start, 2), **dev_metrics}
         epochs.append(record)
         improved = best is None or dev_metrics[main_metric] > best[main_metric]
         if improved:
             best = record
-            best_weights = [v.numpy() for v in model.weights]
+            if ft.keep == "best":
+                best_weights = [v.numpy() for v in model.weights]
         echo(f"  seed {seed} epoch {epoch}/{ft.epochs}: train loss {record['train_loss']:.4f} "
-             f"({steps_per_epoch} steps, {record['seconds']:.1f}s) | dev "
-             + " ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items())
-             + (" (best)" if improved else ""))
+             f"({steps_per_epoch} steps, {record['clipped']:.0%} clipped, "
+             f"{record['seconds']:.1f}s) | dev {_describe(dev_metrics)}")
     for writer in writers.values():
         writer.close()
-    # Keep the best epoch (by the task's main dev metric), as the paper's dev-set results do.
-    for variable, value in zip(model.weights, best_weights):
-        variable.assign(value)
-    save_classifier(run_dir, config, tokenizer, task, model, {"init": init, "seed": seed})
-    best_metrics = {k: v for k, v in best.items() if k not in ("seconds", "train_loss")}
+    # The reference evaluates and keeps the model after the last epoch (run_finetuning.py:
+    # train, then evaluate); keep=best picks an epoch by its dev score instead.
+    if ft.keep == "best":
+        for variable, value in zip(model.weights, best_weights):
+            variable.assign(value)
+    kept = "final" if ft.keep == "last" else "best"
+    save_classifier(run_dir, config, tokenizer, task, model,
+                    {"init": init, "seed": seed, "kept": kept})
+    final, best = _dev_only(epochs[-1]), _dev_only(best)
     with open(os.path.join(run_dir, METRICS_FILE), "w", encoding="utf-8") as f:
-        json.dump({"main_metric": main_metric, "best": best_metrics, "epochs": epochs,
-                   "train_examples": int(len(train_labels)),
+        json.dump({"main_metric": main_metric, "kept": kept, "final": final, "best": best,
+                   "epochs": epochs, "train_examples": int(len(train_labels)),
                    "dev_examples": int(len(dev_labels))}, f, indent=2)
-    return RunResult(run_dir, seed, best["epoch"], best_metrics, epochs)
+    echo(f"  seed {seed} dev final (epoch {final['epoch']}): {_describe(final)} | best (epoch "
+         f"{best['epoch']}): {_describe(best)} | saved: {kept}")
+    return SeedRun(run_dir, seed, final, best, kept, epochs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,21 +257,36 @@ class FinetuneResult:
 
     Attributes:
       output_dir: the command's output directory.
-      runs: one :class:`RunResult` per seed, in the order given.
-      median: median over seeds of each best-epoch dev metric.
-      best_run_dir: the run with the highest main dev metric (the one to export).
+      runs: one :class:`SeedRun` per seed, in the order given.
+      median_final: median over seeds of each final-epoch dev metric.
+      median_best: median over seeds of each best-epoch dev metric.
+      kept: ``final`` or ``best``: whose weights the runs saved (``finetune.keep``).
+      best_run_dir: the run whose saved weights have the highest main dev metric (the one
+        ``--export_dir`` exports; picked on dev, so its dev score is biased upward).
     """
 
     output_dir: str
     runs: list
-    median: dict
+    median_final: dict
+    median_best: dict
+    kept: str
     best_run_dir: str
+
+    @property
+    def median(self) -> dict:
+        """Median over seeds of the saved weights' dev metrics (final or best epoch)."""
+        return self.median_final if self.kept == "final" else self.median_best
 
 
 def _described(split: Split) -> str:
     """The split's source, and the blank lines skipped, so the file's line count adds up."""
     blank = split.blank_lines
     return split.source + (f", {blank} blank line{'s' * (blank > 1)} skipped" if blank else "")
+
+
+def _median(metrics: list) -> dict:
+    return {k: statistics.median(m[k] for m in metrics)
+            for k in metrics[0] if k not in ("epoch", "step")}
 
 
 def run_finetuning(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInfo, train: Split,
@@ -266,15 +326,17 @@ def run_finetuning(config: FinetuningConfig, tokenizer: Tokenizer, task: TaskInf
                                   dev_features, dev.labels, run_dir, seed, init_encoder, init,
                                   echo))
     main_metric = metrics_lib.MAIN_METRIC[task.task_type]
-    median = {k: statistics.median(r.best_metrics[k] for r in runs)
-              for k in runs[0].best_metrics if k not in ("epoch", "step")}
-    best = max(runs, key=lambda r: r.best_metrics[main_metric])
+    medians = {which: _median([getattr(r, which) for r in runs]) for which in ("final", "best")}
+    kept = runs[0].kept
+    best = max(runs, key=lambda r: r.kept_metrics[main_metric])
     if len(seeds) > 1:
         with open(os.path.join(output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
-            json.dump({"main_metric": main_metric, "seeds": seeds, "median": median,
-                       "runs": {str(r.seed): {"run_dir": r.run_dir, **r.best_metrics}
-                                for r in runs},
+            json.dump({"main_metric": main_metric, "kept": kept, "seeds": seeds,
+                       "median": medians,
+                       "runs": {str(r.seed): {"run_dir": r.run_dir, "final": r.final,
+                                              "best": r.best} for r in runs},
                        "best_run": best.run_dir}, f, indent=2)
-        echo(f"median over seeds {seeds}: "
-             + " ".join(f"{k} {v:.4f}" for k, v in median.items()))
-    return FinetuneResult(output_dir, runs, median, best.run_dir)
+        for which in ("final", "best"):
+            echo(f"median over seeds {seeds}, {which} epoch: {_describe(medians[which])}")
+    return FinetuneResult(output_dir, runs, medians["final"], medians["best"], kept,
+                          best.run_dir)

@@ -150,12 +150,16 @@ class ReplacedTokenHead(keras.layers.Layer):
 class ClassificationHead(keras.layers.Layer):
     """Sequence classifier: first token ([CLS]) → dropout → dense(num_outputs).
 
-    As the reference fine-tuning head (``finetune/classification``): no pooler layer.
+    As the reference fine-tuning head (``finetune/classification``): no pooler layer, and a
+    kernel initialised glorot-uniform (the reference's ``tf.layers.dense(reprs, num_labels)``
+    passes no initializer, so TF1's default for variables applies), bias zeros.
 
     Args:
       num_outputs: number of classes (1 for regression).
       dropout_rate: dropout on the [CLS] vector (``config.finetune.dropout_rate``).
-      initializer_range: stddev of the truncated-normal kernel initializer.
+      initializer_range: None (the default): glorot-uniform kernel, as the reference; a float:
+        a truncated-normal kernel with that stddev, as the encoder's weights (BERT's
+        ``create_initializer``; what this head used before it followed the reference).
       seed: seed of the initializer and the dropout stream.
 
     Call args:
@@ -169,19 +173,21 @@ class ClassificationHead(keras.layers.Layer):
     """
 
     def __init__(self, num_outputs: int, dropout_rate: float = 0.1,
-                 initializer_range: float = 0.02, seed: int = 0, **kwargs):
+                 initializer_range: float | None = None, seed: int = 0, **kwargs):
         kwargs.setdefault("name", "classification_head")
         super().__init__(**kwargs)
         self.num_outputs = int(num_outputs)
         self.dropout_rate = float(dropout_rate)
-        self.initializer_range = float(initializer_range)
+        self.initializer_range = None if initializer_range is None else float(initializer_range)
         self.seed = int(seed)
         self.dropout = SeededDropout(self.dropout_rate, derive_seed(self.seed, "dropout"),
                                      dtype=self.dtype_policy, name="dropout")
+        kernel_seed = derive_seed(self.seed, "dense")
         self.dense = keras.layers.Dense(
             self.num_outputs, dtype=self.dtype_policy, name="dense",
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=self.initializer_range, seed=derive_seed(self.seed, "dense")))
+            kernel_initializer=keras.initializers.GlorotUniform(seed=kernel_seed)
+            if self.initializer_range is None else keras.initializers.TruncatedNormal(
+                stddev=self.initializer_range, seed=kernel_seed))
 
     def build(self, sequence_output_shape):
         self.dense.build((None, sequence_output_shape[-1]))

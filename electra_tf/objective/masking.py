@@ -23,7 +23,7 @@ from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
-from electra_tf.objective.sampling import scatter_positions, uniform
+from electra_tf.objective.sampling import example_uniforms, scatter_positions
 
 
 class MaskedInputs(NamedTuple):
@@ -102,7 +102,7 @@ def mask_tokens(token_ids: tf.Tensor, padding_mask: tf.Tensor, seeds: tf.Tensor,
 
     # One draw per example: row 0 scores the positions, rows 1-2 (first P columns) decide the
     # corruption and the random id of each prediction slot.
-    noise = uniform(seeds, [3, tf.shape(token_ids)[1]])
+    noise = example_uniforms(seeds, [3, tf.shape(token_ids)[1]])
     scores = tf.where(candidates, noise[:, 0], -1.0)
     _, positions = tf.math.top_k(scores, k=max_predictions, sorted=True)
     used = tf.range(max_predictions)[tf.newaxis, :] < n[:, tf.newaxis]

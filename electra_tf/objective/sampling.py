@@ -57,7 +57,7 @@ def example_seeds(seed: int, stream: int, step, example_index) -> tf.Tensor:
     return tf.stack([first, tf.bitcast(counter, tf.int64)], axis=1)
 
 
-def uniform(seeds: tf.Tensor, shape) -> tf.Tensor:
+def example_uniforms(seeds: tf.Tensor, shape) -> tf.Tensor:
     """Uniform (0, 1) float32 numbers, example ``b`` drawn from ``seeds[b]`` only.
 
     Args:
@@ -88,7 +88,7 @@ def gumbel_max_sample(logits: tf.Tensor, seeds: tf.Tensor, temperature: float = 
       int32 [batch, positions], gradient-free.
     """
     logits = tf.stop_gradient(tf.cast(logits, tf.float32))
-    noise = -tf.math.log(-tf.math.log(uniform(seeds, tf.shape(logits)[1:])))
+    noise = -tf.math.log(-tf.math.log(example_uniforms(seeds, tf.shape(logits)[1:])))
     return tf.argmax(logits / temperature + noise, axis=-1, output_type=tf.int32)
 
 

@@ -97,7 +97,7 @@ def predict_file(model, input_path: str, output, text_column: str,
     Returns:
       ``(rows predicted, blank lines marked)``.
     """
-    blank = sum(inputs is None for _, _, inputs in _input_rows(input_path, text_column,
+    blank = sum(inputs is None for _, _, inputs in input_rows(input_path, text_column,
                                                                   text_b_column))
     sink = _OutputWriter(output, output_format, blank > 0)
     predicted = 0
@@ -114,7 +114,7 @@ def predict_file(model, input_path: str, output, text_column: str,
         predicted += len(rows)
         batch.clear()
 
-    for row in _input_rows(input_path, text_column, text_b_column):
+    for row in input_rows(input_path, text_column, text_b_column):
         batch.append(row)
         if len(batch) == batch_size:
             flush()
@@ -124,7 +124,7 @@ def predict_file(model, input_path: str, output, text_column: str,
     return predicted, blank
 
 
-def _input_rows(path: str, text_column: str, text_b_column: Optional[str]):
+def input_rows(path: str, text_column: str, text_b_column: Optional[str]):
     """Yields ``(line, record, model inputs)`` per row; inputs are None for a blank line."""
     from electra_tf.finetuning.files import check_columns, read_records, text_value
 

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from electra_tf.tokenizer import Tokenizer, TokenizerError
 from electra_tf.training.records import (COMPRESSIONS, FEATURES, FORMATS, ORIGINAL_FEATURES,
-                                         _parser, scan_shards)
+                                         record_parser, scan_shards)
 
 # Shard names of pipelines.build_pretraining_data (docs/architecture.md).
 _OUR_SHARD_NAME = re.compile(r"[a-z]+-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?")
@@ -343,7 +343,7 @@ def pretraining_dataset(shards: Shards, batch_size: int, seed: int, *, training:
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(_parser(shards.format, shards.seq_length),
+    ds = ds.map(record_parser(shards.format, shards.seq_length),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True

@@ -89,7 +89,7 @@ def scan_shards(files, compression: str = "", max_workers: int = 8) -> list[Shar
         return list(pool.map(lambda f: scan_shard(f, compression), files))
 
 
-def _parser(fmt: str, seq_length: int):
+def record_parser(fmt: str, seq_length: int):
     """Parses a batch of serialized records into our names and dtypes (+ example_index)."""
     keys = ORIGINAL_FEATURES if fmt == "original" else {k: k for k in FEATURES}
     spec = {keys[k]: tf.io.FixedLenFeature([seq_length], tf.int64) for k in FEATURES}
