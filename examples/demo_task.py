@@ -5,6 +5,10 @@ the Union addresses). Each document is cut into consecutive passages of ``words_
 words; whole documents (not passages) are assigned to train or dev by a seeded shuffle, so no
 chapter or address contributes to both. Each label gets the same number of passages, drawn with
 the same seed, so the majority-class baseline is 1/3. The same seed gives byte-identical files.
+
+Few-label training sets (``few_per_label``) are the first ``k`` passages of each label in the
+(shuffled) ``train.tsv``: a seeded random sample, nested (the 100-per-label set holds the
+50-per-label one), with the same dev set, so results at different label counts compare.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ def _passages(lines: list[str], words_per_passage: int) -> list[str]:
 
 def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
                     dev_per_label: int = 200, words_per_passage: int = 40,
-                    dev_document_fraction: float = 0.2) -> dict:
+                    dev_document_fraction: float = 0.2,
+                    few_per_label: tuple[int, ...] = ()) -> dict:
     """Writes ``train.tsv`` and ``dev.tsv`` (columns ``text``, ``label``) and ``task.json``.
 
     Args:
@@ -36,9 +41,12 @@ def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
         fewer; the counts written are reported).
       words_per_passage: words in each passage.
       dev_document_fraction: fraction of each source's documents reserved for dev.
+      few_per_label: for each ``k``, also write ``train_N.tsv``: the first ``k`` passages of
+        each label in ``train.tsv``'s order (``N`` = their total, ``3 k`` unless a label has
+        fewer).
 
     Returns:
-      ``{"train": path, "dev": path, "counts": {split: {label: n}}}``.
+      ``{"train": path, "dev": path, "counts": {split: {label: n}}, "few": {N: path}}``.
     """
     rng = random.Random(seed)
     splits: dict[str, list[tuple[str, str]]] = {"train": [], "dev": []}
@@ -59,13 +67,32 @@ def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
     paths = {}
     for split, rows in splits.items():
         rng.shuffle(rows)
-        paths[split] = os.path.join(output_dir, f"{split}.tsv")
-        # Plain TSV, as electra_tf.finetuning.files reads it (a quote is text): passages are
-        # words joined by single spaces, so they hold no tab or newline that would need escaping.
-        with open(paths[split], "w", encoding="utf-8", newline="") as f:
-            f.writelines(f"{text}\t{label}\n" for text, label in [("text", "label")] + rows)
+        paths[split] = _write_tsv(os.path.join(output_dir, f"{split}.tsv"), rows)
+    few = {}
+    for k in few_per_label:
+        rows = first_per_label(splits["train"], k)
+        few[len(rows)] = _write_tsv(os.path.join(output_dir, f"train_{len(rows)}.tsv"), rows)
     info = {"labels": list(LABELS), "seed": seed, "words_per_passage": words_per_passage,
-            "counts": counts}
+            "counts": counts, "few_per_label": list(few_per_label)}
     with open(os.path.join(output_dir, "task.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
-    return {"train": paths["train"], "dev": paths["dev"], "counts": counts}
+    return {"train": paths["train"], "dev": paths["dev"], "counts": counts, "few": few}
+
+
+def first_per_label(rows: list[tuple[str, str]], k: int) -> list[tuple[str, str]]:
+    """The first ``k`` ``(text, label)`` rows of each label, in the order of ``rows``."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for text, label in rows:
+        if taken.get(label, 0) < k:
+            taken[label] = taken.get(label, 0) + 1
+            chosen.append((text, label))
+    return chosen
+
+
+def _write_tsv(path: str, rows: list[tuple[str, str]]) -> str:
+    # Plain TSV, as electra_tf.finetuning.files reads it (a quote is text): passages are words
+    # joined by single spaces, so they hold no tab or newline that would need escaping.
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.writelines(f"{text}\t{label}\n" for text, label in [("text", "label")] + rows)
+    return path
