@@ -22,7 +22,7 @@ from electra_tf import corpus
 LABELS = tuple(corpus.CORPUS_FILES)
 
 
-def _passages(lines: list[str], words_per_passage: int) -> list[str]:
+def passages(lines: list[str], words_per_passage: int) -> list[str]:
     words = " ".join(lines).split()
     return [" ".join(words[i:i + words_per_passage])
             for i in range(0, len(words) - words_per_passage + 1, words_per_passage)]
@@ -59,7 +59,7 @@ def build_demo_task(output_dir: str, seed: int = 0, train_per_label: int = 1000,
         by_split = {"dev": order[:num_dev], "train": order[num_dev:]}
         for split, wanted in (("train", train_per_label), ("dev", dev_per_label)):
             pool = [p for d in sorted(by_split[split])
-                    for p in _passages(documents[d], words_per_passage)]
+                    for p in passages(documents[d], words_per_passage)]
             chosen = rng.sample(pool, min(wanted, len(pool)))
             splits[split].extend((text, label) for text in chosen)
             counts[split][label] = len(chosen)
