@@ -39,8 +39,6 @@ plan, every cell, summaries) and ``objectives.png``, ``generator.png``.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import platform
 import shlex
@@ -54,6 +52,7 @@ REPO = os.path.dirname(BENCHMARKS)
 sys.path[:0] = [REPO, BENCHMARKS]
 
 import ablation_tasks  # noqa: E402  (benchmarks/)
+from result_files import read_json, write_json  # noqa: E402
 from train_throughput import encoder_flops_per_sequence, training_flops_per_sequence  # noqa: E402
 
 DEFAULT_OUTPUT_DIR = os.path.join(BENCHMARKS, "results", "ablation")
@@ -144,7 +143,7 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
     model_dir = os.path.join(work_dir, "pretrain", name)
     record_path = os.path.join(model_dir, "ablation_record.json")
     if os.path.exists(record_path):
-        return _read_json(record_path)
+        return read_json(record_path)
     config = pretraining_config(overrides, steps)
     print(f"== pre-train {name}: {steps} steps, {' '.join(overrides)}", flush=True)
     start = time.time()
@@ -163,7 +162,7 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
               "total_flops": per_sequence * steps * config.train.batch_size,
               "final_eval": dict(result.eval_metrics), "model_dir": model_dir,
               "seconds": round(time.time() - start, 1)}
-    _write_json(record_path, record)
+    write_json(record_path, record)
     return record
 
 
@@ -412,7 +411,7 @@ def main(argv=None) -> int:
                         help="print OUTPUT_DIR/ablation.json's summaries as Markdown; run nothing")
     args = parser.parse_args(argv)
     if args.tables:
-        print(markdown_tables(_read_json(os.path.join(args.output_dir, RESULT_FILE))))
+        print(markdown_tables(read_json(os.path.join(args.output_dir, RESULT_FILE))))
         return 0
     experiments = [e for e in args.experiments.split(",") if e]
     unknown = sorted(set(experiments) - set(EXPERIMENTS))
@@ -425,7 +424,7 @@ def main(argv=None) -> int:
     work_dir = os.path.abspath(args.work_dir)
     _check_budget(work_dir, args.budget)
     result_path = os.path.join(args.output_dir, RESULT_FILE)
-    previous = _read_json(result_path)
+    previous = read_json(result_path)
     cells = previous.get("cells", {}) if previous.get("budget") == args.budget else {}
 
     started = time.time()
@@ -475,7 +474,7 @@ def main(argv=None) -> int:
               f"{cells[key]['best_epoch']['accuracy']:.4f}) in {cells[key]['seconds']} s",
               flush=True)
         result["wall_s_this_invocation"] = round(time.time() - started, 1)
-        _write_json(result_path, result)
+        write_json(result_path, result)
 
     plots = []
     if "objectives" in experiments:
@@ -503,7 +502,7 @@ def main(argv=None) -> int:
         "pretraining": round(sum(r["seconds"] for r in records.values()), 1),
         "finetuning": round(sum(c["seconds"] for c in cells.values()), 1)}
     result["wall_s_this_invocation"] = round(time.time() - started, 1)
-    _write_json(result_path, result)
+    write_json(result_path, result)
     print(markdown_tables(result))
     print(f"wrote {result_path} and {', '.join(plots)} ({time.time() - started:.0f} s)")
     return 0
@@ -512,38 +511,11 @@ def main(argv=None) -> int:
 def _check_budget(work_dir: str, budget: str) -> None:
     """Refuses to mix models of two budgets in one work directory."""
     path = os.path.join(work_dir, "budget.json")
-    saved = _read_json(path).get("budget")
+    saved = read_json(path).get("budget")
     if saved and saved != budget:
         raise SystemExit(f"{work_dir} holds runs of --budget {saved}; use another --work_dir")
     os.makedirs(work_dir, exist_ok=True)
-    _write_json(path, {"budget": budget})
-
-
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, value) -> None:
-    """Atomically; NaN becomes null (strict JSON)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_plain(value), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    write_json(path, {"budget": budget})
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ import threading
 import time
 
 import parity_model_garden as parity  # benchmarks/ is sys.path[0] when run as a script
+from result_files import read_json, write_json
 
 REPO = parity.REPO
 DEFAULT_OUTPUT_DIR = os.path.join(REPO, "benchmarks", "results", "learning_curves")
@@ -141,7 +142,7 @@ def check_plan(work_dir: str, plan: dict) -> None:
             raise SystemExit(f"{path} holds runs of another plan ({'; '.join(changed)}); use "
                              "another --output_dir, or delete that work directory")
     os.makedirs(work_dir, exist_ok=True)
-    _write_json(path, plan)
+    write_json(path, plan)
 
 
 # -- data: built once, exported to one .npz both sides read ----------------------------------
@@ -205,7 +206,7 @@ def export_batches(data_dir: str, config, plan: dict, path: str) -> dict:
             "validation_examples": validation.num_examples,
             "train_batches": int(arrays["train_token_ids"].shape[0]),
             "epochs": round(plan["steps"] * batch / max(train.num_examples, 1), 3)}
-    _write_json(info_path, info)
+    write_json(info_path, info)
     return info
 
 
@@ -423,13 +424,13 @@ def train_loop(run_dir: str, spec: dict, side, batches: dict) -> None:
             eval_row()
         if step == plan["steps"]:
             curve["step"], curve["done"] = step, True
-            _write_json(curve_path, curve)
+            write_json(curve_path, curve)
             # A finished run cannot be extended (another --steps is another schedule, refused),
             # so its checkpoints (~70 MB at demo size) are of no further use.
             shutil.rmtree(os.path.join(run_dir, "ckpt"), ignore_errors=True)
         elif step % plan["checkpoint_every"] == 0:
             curve["step"] = step
-            _write_json(curve_path, curve)
+            write_json(curve_path, curve)
             side.save(step)
 
 
@@ -733,7 +734,7 @@ def run_sides(jobs: list[dict]) -> dict:
     """
     pending = []
     for job in jobs:
-        if _read_json(os.path.join(job["run_dir"], "curve.json")).get("done"):
+        if read_json(os.path.join(job["run_dir"], "curve.json")).get("done"):
             print(f"[{job['side']} seed {job['seed']}] already done", flush=True)
             continue
         pending.append(job)
@@ -1025,7 +1026,7 @@ def main(argv=None) -> int:
             config = load_config(args.config, config_overrides(plan, seed, side))
             run_dir = os.path.join(work_dir, "runs", side, f"seed_{seed}")
             os.makedirs(run_dir, exist_ok=True)
-            _write_json(os.path.join(run_dir, "spec.json"),
+            write_json(os.path.join(run_dir, "spec.json"),
                         run_spec(config, plan, side, seed, work_dir, special_tokens))
             jobs.append({"side": side, "seed": seed, "run_dir": run_dir,
                          "python": python if side == "model_garden" else sys.executable})
@@ -1038,7 +1039,7 @@ def main(argv=None) -> int:
 
     side_runs = {side: {} for side in sides}
     for job in jobs:
-        curve = _read_json(os.path.join(job["run_dir"], "curve.json"))
+        curve = read_json(os.path.join(job["run_dir"], "curve.json"))
         if curve:
             side_runs[job["side"]][job["seed"]] = curve
         if (job["side"], job["seed"]) in errors:
@@ -1082,38 +1083,11 @@ def main(argv=None) -> int:
     }
     result["sides"].update({side: {"label": LABELS[side], "skipped": reason}
                             for side, reason in skipped.items()})
-    _write_json(os.path.join(output_dir, "learning_curves.json"), result)
+    write_json(os.path.join(output_dir, "learning_curves.json"), result)
     print("\n" + "\n".join(verdict["lines"]))
     print(f"\nwrote {os.path.join(output_dir, 'learning_curves.json')} and "
           f"{', '.join(result['plots'])} ({time.time() - started:.0f} s)")
     return 0 if complete and not errors else 1
-
-
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, value) -> None:
-    """Atomically (a killed run never leaves half a file); NaN becomes null (strict JSON)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_plain(value), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What several test files share: the packaged tokenizer, pre-training records written as the
-Beam pipeline writes them, and the JSON round trip of a layer's config.
+Beam pipeline writes them, the JSON round trip of a layer's config, and a script run in a fresh
+process (for logical CPU devices, which must exist before TensorFlow starts).
 
 Test files never import each other: a helper two of them need lives here, as a fixture (a
 plain function is handed out by a fixture of the same name).
@@ -7,6 +8,8 @@ plain function is handed out by a fixture of the same name).
 
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -106,3 +109,19 @@ def assert_config_round_trip():
     """``assert_config_round_trip(layer)``: every electra_tf layer and model survives
     ``get_config`` → JSON → ``from_config``; returns the rebuilt object."""
     return _assert_config_round_trip
+
+
+def _script_results(script: str) -> dict:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, os.path.join(repo, "tests")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.split("RESULTS", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def script_results():
+    """``script_results(script)``: runs ``python -c script TESTS_DIR`` in a fresh process from
+    the repository root (CPU only) and returns the JSON it printed after ``RESULTS``."""
+    return _script_results

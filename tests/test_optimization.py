@@ -4,9 +4,6 @@ scaling, accumulation, and cross-replica clipping under a real MirroredStrategy 
 CPUs (in a subprocess)."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -444,14 +441,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_two_replicas_match_single_device_with_clipping():
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, os.path.join(repo, "tests")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=repo)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results = json.loads(proc.stdout.split("RESULTS", 1)[1])
+def test_mirrored_two_replicas_match_single_device_with_clipping(script_results):
+    results = script_results(_MIRRORED_SCRIPT)
     weights, norms = results["single"]
     flat = lambda ws: np.concatenate([np.ravel(w) for w in ws])
     assert norms[0][0] > 0.1  # clipping is active on the first step
