@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from electra_tf import config_io
-from electra_tf.objective.pretrainer import ELECTRA_METRICS
+from electra_tf.objective.pretrainer import ELECTRA_METRICS, build_pretrainer
 from electra_tf.tokenizer import Tokenizer
 from electra_tf.training import checkpointing, distribute, loop, progress, steps
 from electra_tf.training.schedules import WarmupPolynomialDecay
@@ -229,22 +229,12 @@ def test_warm_start_with_the_optimizer_continues_its_step_and_moments(reference,
 
 
 def _model_only_checkpoint(source, tmp_path):
-    """A copy of ``source`` with its ``model/`` variables only."""
-    reader = tf.train.load_checkpoint(source)
-    names = [n for n, _ in tf.train.list_variables(source) if n.startswith("model/")]
-    values = {n: tf.Variable(reader.get_tensor(n)) for n in names}
-    root = tf.train.Checkpoint()
-    for name, variable in values.items():  # rebuild the nested object graph by path
-        node = root
-        parts = name.split("/.ATTRIBUTES")[0].split("/")
-        for part in parts[:-1]:
-            child = getattr(node, part, None) if hasattr(node, part) else None
-            if child is None:
-                child = tf.train.Checkpoint()
-                setattr(node, part, child)
-            node = child
-        setattr(node, parts[-1], variable)
-    return root.write(str(tmp_path / "model_only" / "ckpt"))
+    """The ``model/`` part of ``source``, written as ``--init_from`` checkpoints without an
+    optimizer are (``checkpointing.model_state`` of a debug_tiny pretrainer)."""
+    model = checkpointing.model_state(build_pretrainer(tiny_config(), Tokenizer()))
+    tf.train.Checkpoint(model=model).restore(source).expect_partial() \
+        .assert_existing_objects_matched()
+    return tf.train.Checkpoint(model=model).write(str(tmp_path / "model_only" / "ckpt"))
 
 
 def test_calls_end_at_the_next_log_checkpoint_evaluation_or_last_step():

@@ -119,8 +119,8 @@ def run_pretraining(config: Config, data_pattern: str, model_dir: str,
         eval_shards = eval_pattern and data_lib.find_shards(
             eval_pattern, config.data.seq_length, tokenizer, "validation", skip_corrupt)
         pipelines = distribute.num_input_pipelines(strategy)
-        for shards in (train_shards, eval_shards) if pipelines > 1 else ():
-            if shards:
+        if pipelines > 1:  # each host or worker reads whole files of its own
+            for shards in filter(None, (train_shards, eval_shards)):
                 data_lib.check_shards_per_pipeline(shards, pipelines)
         latest = tf.train.latest_checkpoint(model_dir)
         init_source = None if latest else checkpointing.warm_start_source(init_from)
