@@ -59,27 +59,30 @@ DEFAULT_OUTPUT_DIR = os.path.join(BENCHMARKS, "results", "ablation")
 RESULT_FILE = "ablation.json"
 EXPERIMENTS = ("objectives", "generator")
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+# Pre-training rates besides the demo config's 1e-3 in the objectives experiment, for both
+# objectives: at 1e-3 the MLM run's own validation loss stalls (docs/ablation.md).
+EXTRA_RATES = (5e-4,)
 FEW_LABEL_EPOCHS = 10  # training sets of <= FEW_LABELS examples
 FEW_LABELS = 500
 TEMPERATURE = 3.0
 # Budgets: ELECTRA pre-training steps (the MLM run gets the same FLOPs), label counts, seeds,
 # tasks of each experiment, dev examples used (None: all 600).
 BUDGETS = {
-    "tiny": {"electra_steps": 4, "labels": (24,), "seeds": (1,), "tasks": ("author", "pairs"),
+    "tiny": {"electra_steps": 4, "labels": (24,), "seeds": (1,), "tasks": ("era",),
              "generator_tasks": ("author",), "generator_labels": (24,),
-             "fractions": (0.25, 0.5), "dev_examples": 48, "epochs": 1},
+             "fractions": (0.25, 0.5), "dev_examples": 48, "epochs": 1, "extra_rates": ()},
     "small": {"electra_steps": 600, "labels": (200, 3000), "seeds": (1, 2, 3),
-              "tasks": ablation_tasks.TASKS, "generator_tasks": ("author", "party"),
+              "tasks": ablation_tasks.TASKS, "generator_tasks": ("author", "era"),
               "generator_labels": (200,), "fractions": FRACTIONS, "dev_examples": None,
-              "epochs": None},
+              "epochs": None, "extra_rates": EXTRA_RATES},
     "default": {"electra_steps": 2000, "labels": (200, 3000), "seeds": (1, 2, 3),
-                "tasks": ablation_tasks.TASKS, "generator_tasks": ("author", "party"),
+                "tasks": ablation_tasks.TASKS, "generator_tasks": ("author", "era"),
                 "generator_labels": (200, 3000), "fractions": FRACTIONS, "dev_examples": None,
-                "epochs": None},
+                "epochs": None, "extra_rates": EXTRA_RATES},
     "long": {"electra_steps": 6000, "labels": (200, 3000), "seeds": (1, 2, 3, 4, 5),
              "tasks": ablation_tasks.TASKS, "generator_tasks": ablation_tasks.TASKS,
              "generator_labels": (200, 3000), "fractions": FRACTIONS, "dev_examples": None,
-             "epochs": None},
+             "epochs": None, "extra_rates": EXTRA_RATES},
 }
 
 
@@ -107,6 +110,9 @@ def pretraining_runs(budget: dict, experiments) -> dict:
     if "objectives" in experiments:
         runs["electra"] = ("generator.hidden_fraction=0.5",)
         runs["mlm"] = ("objective.objective=mlm",)
+        for rate in budget.get("extra_rates", ()):
+            runs[f"electra_lr{rate:g}"] = (*runs["electra"], f"optimizer.learning_rate={rate:g}")
+            runs[f"mlm_lr{rate:g}"] = (*runs["mlm"], f"optimizer.learning_rate={rate:g}")
     if "generator" in experiments:
         for fraction in budget["fractions"]:
             name = "electra" if fraction == 0.5 else f"electra_g{fraction:g}"
@@ -121,6 +127,13 @@ def pretraining_config(overrides, steps: int):
     return load_config("demo", [f"objective.temperature={TEMPERATURE:g}", *overrides,
                                 f"train.num_steps={steps}", f"train.log_every={min(50, steps)}",
                                 f"train.eval_every={steps}", f"train.checkpoint_every={every}"])
+
+
+def objective_inits(budget: dict) -> tuple:
+    """The initialisations the objectives experiment fine-tunes, in table and plot order."""
+    rates = budget.get("extra_rates", ())
+    return ("none", "mlm", *(f"mlm_lr{r:g}" for r in rates),
+            "electra", *(f"electra_lr{r:g}" for r in rates))
 
 
 def plan_steps(budget: dict, runs: dict) -> dict:
@@ -142,9 +155,10 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
 
     model_dir = os.path.join(work_dir, "pretrain", name)
     record_path = os.path.join(model_dir, "ablation_record.json")
-    if os.path.exists(record_path):
-        return read_json(record_path)
     config = pretraining_config(overrides, steps)
+    if os.path.exists(record_path):
+        # Records written before the rate was recorded: it is the config's.
+        return {"learning_rate": config.optimizer.learning_rate, **read_json(record_path)}
     print(f"== pre-train {name}: {steps} steps, {' '.join(overrides)}", flush=True)
     start = time.time()
     result = run_pretraining(config, data_dir, model_dir, make_strategy("cpu"),
@@ -158,6 +172,7 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
               "hidden_fraction": (config.generator.hidden_fraction
                                   if config.objective.objective == "electra" else None),
               "temperature": config.objective.temperature,
+              "learning_rate": config.optimizer.learning_rate,
               "flops_per_sequence": per_sequence,
               "total_flops": per_sequence * steps * config.train.batch_size,
               "final_eval": dict(result.eval_metrics), "model_dir": model_dir,
@@ -168,8 +183,9 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
 
 # -- fine-tuning -------------------------------------------------------------------------------
 
-def finetuning_config(budget: dict, num_labels: int):
-    """The demo's packaged fine-tuning config; more epochs for few labels."""
+def finetuning_config(budget: dict, num_labels: int, overrides=()):
+    """The demo's packaged fine-tuning config; more epochs for few labels; then ``overrides``
+    (``--set`` strings, e.g. ``finetune.learning_rate=3e-4``)."""
     from electra_tf.config_io import load_config
     from electra_tf.finetuning.config import (apply_finetuning_overrides, from_pretraining,
                                              packaged_defaults)
@@ -177,7 +193,7 @@ def finetuning_config(budget: dict, num_labels: int):
     base = from_pretraining(load_config("demo"), packaged_defaults("demo"))
     epochs = budget["epochs"] or (FEW_LABEL_EPOCHS if num_labels <= FEW_LABELS
                                   else base.finetune.epochs)
-    return apply_finetuning_overrides(base, [f"finetune.epochs={epochs}"])
+    return apply_finetuning_overrides(base, [f"finetune.epochs={epochs}", *overrides])
 
 
 class TaskData:
@@ -217,11 +233,11 @@ def _head(split, n: int, dataclasses):
 
 
 def finetune_cell(init: str, record, task_name: str, num_labels: int, seed: int, budget: dict,
-                  data: TaskData, work_dir: str, encoders: dict) -> dict:
+                  data: TaskData, work_dir: str, encoders: dict, overrides=()) -> dict:
     from electra_tf.finetuning import loop
     from electra_tf.models.pretrained import load_pretrained
 
-    config = finetuning_config(budget, num_labels)
+    config = finetuning_config(budget, num_labels, overrides)
     info, train, train_labels, dev, dev_labels = data.get(task_name, num_labels,
                                                           config.finetune.seq_length)
     if record is not None and init not in encoders:
@@ -266,14 +282,22 @@ def summarize(cells: dict, key_fields) -> list:
     return rows
 
 
-def plot_objectives(rows: list, plan: dict, path: str) -> None:
+def init_label(init: str, records: dict) -> str:
+    """``none`` → "random init", ``mlm_lr0.0005`` → "MLM, lr 0.0005" (the run's own rate)."""
+    if init not in records:
+        return "random init"
+    record = records[init]
+    return f"{record['objective'].upper()}, lr {record.get('learning_rate', 1e-3):g}"
+
+
+def plot_objectives(rows: list, records: dict, plan: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks, labels = plan["budget"]["tasks"], plan["budget"]["labels"]
-    inits = ("none", "mlm", "electra")
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    inits = objective_inits(plan["budget"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.3), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for i, init in enumerate(inits):
             for j, n in enumerate(labels):
@@ -283,7 +307,8 @@ def plot_objectives(rows: list, plan: dict, path: str) -> None:
                     continue
                 s = row["final_accuracy"]
                 x = j * (len(inits) + 1) + i
-                ax.bar(x, s["median"], color=f"C{i}", label=init if j == 0 else None)
+                ax.bar(x, s["median"], color=f"C{i}",
+                       label=init_label(init, records) if j == 0 else None)
                 ax.errorbar(x, s["median"], yerr=[[s["median"] - s["min"]],
                                                   [s["max"] - s["median"]]], color="black",
                             capsize=3)
@@ -294,10 +319,11 @@ def plot_objectives(rows: list, plan: dict, path: str) -> None:
         ax.set_title(task)
         ax.set_ylabel("dev accuracy (final epoch)")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
     fig.suptitle(f"random init vs MLM vs ELECTRA at {plan['pretraining_flops']:.3g} pre-training "
                  "FLOPs (median, min–max over seeds)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -328,6 +354,7 @@ def plot_generator(rows: list, records: dict, plan: dict, path: str) -> None:
             for f in fractions if _generator_run(f) in records]
     right.plot([a[0] for a in aucs], [a[1] for a in aucs], marker="o")
     right.set_ylabel("replaced-token AUC (validation)")
+    right.set_ylim(0.5, 1.0)  # from chance: differences of 0.001 are not a trend
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
@@ -346,29 +373,47 @@ def _generator_run(fraction: float) -> str:
 
 
 def markdown_tables(result: dict) -> str:
-    """The summaries of ``ablation.json`` as Markdown tables (for docs/ablation.md)."""
+    """The summaries of ``ablation.json`` as Markdown tables (for docs/ablation.md): the
+    pre-training runs, then one row per task and label count with a column per initialisation
+    (final epoch, then best epoch), then the generator sweep."""
     fmt = lambda s: f"{s['median']:.3f} ({s['min']:.3f}–{s['max']:.3f})"  # noqa: E731
-    lines = ["| pre-training | steps | FLOPs | replaced-token AUC | generator MLM accuracy |",
-             "|---|---|---|---|---|"]
+    lines = ["| pre-training | lr | steps | FLOPs | replaced-token AUC | MLM loss | "
+             "MLM accuracy |", "|---|---|---|---|---|---|---|"]
     for name, r in result["pretraining"].items():
         auc = r["final_eval"].get("discriminator_auc")
-        lines.append(f"| {name} | {r['steps']} | {r['total_flops']:.3g} | "
-                     f"{'-' if auc is None else f'{auc:.3f}'} | "
+        # Records written before the rate was recorded: the config's.
+        rate = r.get("learning_rate") or pretraining_config(r["overrides"],
+                                                             1).optimizer.learning_rate
+        lines.append(f"| {name} | {rate:g} | {r['steps']} | "
+                     f"{r['total_flops']:.3g} | {'–' if auc is None else f'{auc:.3f}'} | "
+                     f"{r['final_eval']['generator_loss']:.3f} | "
                      f"{r['final_eval']['generator_accuracy']:.3f} |")
     if result.get("objectives"):
-        lines += ["", "| task | labels | init | final epoch: median (min–max) | best epoch |",
-                  "|---|---|---|---|---|"]
-        for r in sorted(result["objectives"], key=lambda r: (r["task"], r["labels"])):
-            lines.append(f"| {r['task']} | {r['labels']} | {r['init']} | "
-                         f"{fmt(r['final_accuracy'])} | {fmt(r['best_epoch_accuracy'])} |")
+        inits = objective_inits(result["plan"]["budget"])
+        cells = {(r["task"], r["labels"], r["init"]): r for r in result["objectives"]}
+        rows = sorted({(r["task"], r["labels"]) for r in result["objectives"]})
+        for title, key in (("final epoch (reported)", "final_accuracy"),
+                           ("best epoch (biased upward)", "best_epoch_accuracy")):
+            lines += ["", f"Dev accuracy, {title}: median over seeds (min–max)", "",
+                      "| task | labels | " + " | ".join(inits) + " |",
+                      "|---|---|" + "---|" * len(inits)]
+            for task, n in rows:
+                lines.append(f"| {task} | {n:,} | " + " | ".join(
+                    fmt(cells[task, n, i][key]) if (task, n, i) in cells else "–"
+                    for i in inits) + " |")
     if result.get("generator"):
-        lines += ["", "| generator width | task | labels | replaced-token AUC | final epoch: "
-                      "median (min–max) | best epoch |", "|---|---|---|---|---|---|"]
-        for r in sorted(result["generator"], key=lambda r: (r["task"], r["labels"],
-                                                            r["hidden_fraction"])):
-            lines.append(f"| {r['hidden_fraction']:g} | {r['task']} | {r['labels']} | "
-                         f"{r['replaced_token_auc']:.3f} | {fmt(r['final_accuracy'])} | "
-                         f"{fmt(r['best_epoch_accuracy'])} |")
+        columns = sorted({(r["task"], r["labels"]) for r in result["generator"]})
+        cells = {(r["hidden_fraction"], r["task"], r["labels"]): r for r in result["generator"]}
+        lines += ["", "| generator width | FLOPs | replaced-token AUC | " + " | ".join(
+            f"{t}, {n:,} labels" for t, n in columns) + " |",
+            "|---|---|---|" + "---|" * len(columns)]
+        for fraction in sorted({r["hidden_fraction"] for r in result["generator"]}):
+            record = result["pretraining"][_generator_run(fraction)]
+            auc = record["final_eval"].get("discriminator_auc")
+            lines.append(f"| {fraction:g} ({record['generator_hidden_size']}) | "
+                         f"{record['total_flops']:.3g} | {auc:.3f} | " + " | ".join(
+                             fmt(cells[fraction, t, n]["final_accuracy"])
+                             if (fraction, t, n) in cells else "–" for t, n in columns) + " |")
     return "\n".join(lines)
 
 
@@ -427,6 +472,11 @@ def main(argv=None) -> int:
     previous = read_json(result_path)
     cells = previous.get("cells", {}) if previous.get("budget") == args.budget else {}
 
+    import tensorflow as tf
+
+    # Deterministic kernels for every cell, also when a resumed invocation pre-trains nothing
+    # (pre-training turns them on under train.deterministic; fine-tuning alone does not).
+    tf.config.experimental.enable_op_determinism()
     started = time.time()
     runs = pretraining_runs(budget, experiments)
     steps = plan_steps(budget, runs)
@@ -457,7 +507,7 @@ def main(argv=None) -> int:
 
     wanted = []
     if "objectives" in experiments:
-        wanted += [("objectives", init, task, n, seed) for init in ("none", "mlm", "electra")
+        wanted += [("objectives", init, task, n, seed) for init in objective_inits(budget)
                    for task in budget["tasks"] for n in budget["labels"]
                    for seed in budget["seeds"]]
     if "generator" in experiments:
@@ -478,10 +528,10 @@ def main(argv=None) -> int:
 
     plots = []
     if "objectives" in experiments:
-        chosen = {k: c for k, c in cells.items() if c["init"] in ("none", "mlm", "electra")
+        chosen = {k: c for k, c in cells.items() if c["init"] in objective_inits(budget)
                   and c["task"] in budget["tasks"] and c["labels"] in budget["labels"]}
         result["objectives"] = summarize(chosen, ("init", "task", "labels"))
-        plot_objectives(result["objectives"], plan, os.path.join(args.output_dir,
+        plot_objectives(result["objectives"], records, plan, os.path.join(args.output_dir,
                                                                  "objectives.png"))
         plots.append("objectives.png")
     if "generator" in experiments:
