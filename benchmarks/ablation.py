@@ -12,7 +12,9 @@ Two experiments on the `make demo` network (``electra_tf/configs/demo.yaml``: 2 
    ELECTRA ``3 · (E(gen) + E(disc) + P · (2·Hg·e + 2·e·V) + S · (2·H·H + 2·H))``,
    MLM ``3 · (E(disc) + P · (2·H·e + 2·e·V))``, with ``E`` one encoder's forward FLOPs,
    ``P`` the masked positions, ``e`` the embedding width, ``V`` the vocabulary, ``S`` the
-   sequence length. The MLM run gets ``round(steps · F_electra / F_mlm)`` steps.
+   sequence length. The MLM run gets ``round(steps · F_electra / F_mlm)`` steps. Both
+   objectives are pre-trained at the demo config's rate (1e-3) and at ``EXTRA_RATES`` (5e-4),
+   runs ``electra``, ``mlm``, ``electra_lr0.0005``, ``mlm_lr0.0005``.
 2. ``generator``: ELECTRA with the generator at 1/8, 1/4, 1/2 and 1 × the discriminator's width
    (``generator.hidden_fraction``), the same number of steps each (FLOPs recorded per run):
    replaced-token AUC on the validation split at the end of pre-training, and fine-tuned
@@ -287,7 +289,7 @@ def init_label(init: str, records: dict) -> str:
     if init not in records:
         return "random init"
     record = records[init]
-    return f"{record['objective'].upper()}, lr {record.get('learning_rate', 1e-3):g}"
+    return f"{record['objective'].upper()}, lr {record['learning_rate']:g}"
 
 
 def plot_objectives(rows: list, records: dict, plan: dict, path: str) -> None:
