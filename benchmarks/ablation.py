@@ -157,10 +157,9 @@ def pretrain(name: str, overrides, steps: int, data_dir: str, work_dir: str) -> 
 
     model_dir = os.path.join(work_dir, "pretrain", name)
     record_path = os.path.join(model_dir, "ablation_record.json")
-    config = pretraining_config(overrides, steps)
     if os.path.exists(record_path):
-        # Records written before the rate was recorded: it is the config's.
-        return {"learning_rate": config.optimizer.learning_rate, **read_json(record_path)}
+        return read_json(record_path)
+    config = pretraining_config(overrides, steps)
     print(f"== pre-train {name}: {steps} steps, {' '.join(overrides)}", flush=True)
     start = time.time()
     result = run_pretraining(config, data_dir, model_dir, make_strategy("cpu"),

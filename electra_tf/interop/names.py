@@ -84,35 +84,42 @@ def _generator_dims(config: Config) -> tuple[Dim, Dim]:
     return hidden, ffn
 
 
+def _dense(ours: str, tf1: str, hf: str, hf_model: str, keras_hub: Optional[str], d_in: Dim,
+           d_out: Dim) -> list[Param]:
+    """A Dense layer: kernel [d_in, d_out], then bias [d_out]."""
+    return [Param(f"{ours}/{o}", f"{tf1}/{t}", f"{hf}.{h}", hf_model,
+                  f"{keras_hub}/{o}" if keras_hub else None, dims)
+            for (o, t, h), dims in zip(DENSE, ((d_in, d_out), (d_out,)))]
+
+
+def _layer_norm(ours: str, tf1: str, hf: str, hf_model: str, keras_hub: Optional[str],
+                width: Dim) -> list[Param]:
+    """A LayerNorm: gamma, then beta, both [width]."""
+    return [Param(f"{ours}/{o}", f"{tf1}/{t}", f"{hf}.{h}", hf_model,
+                  f"{keras_hub}/{o}" if keras_hub else None, (width,))
+            for o, t, h in LAYER_NORM]
+
+
 def _encoder(config: Config, ours: str, tf1: str, hf_model: str, keras_hub: bool,
              hidden: Dim, ffn: Dim) -> list[Param]:
     """The projection (when the widths differ) and the transformer layers of one encoder."""
     m = config.model
     emb = Dim(m.embedding_size, f"model.embedding_size={m.embedding_size}")
     params = []
-
-    def dense(our, tf, hf, kh, d_in, d_out):
-        for (o, t, h), dims in zip(DENSE, ((d_in, d_out), (d_out,))):
-            params.append(Param(f"{our}/{o}", f"{tf}/{t}", f"{hf}.{h}", hf_model,
-                                f"{kh}/{o}" if kh else None, dims))
-
     if m.embedding_size != hidden.size:
-        dense(f"{ours}/embeddings_project", f"{tf1}/embeddings_project",
-              "electra.embeddings_project", "embeddings_projection" if keras_hub else None,
-              emb, hidden)
+        params += _dense(f"{ours}/embeddings_project", f"{tf1}/embeddings_project",
+                         "electra.embeddings_project", hf_model,
+                         "embeddings_projection" if keras_hub else None, emb, hidden)
     for i in range(m.num_layers):
         for part, tf_part, hf_part, kh_part in LAYER_PARTS:
-            our = f"{ours}/layer_{i}/{part}"
-            tf = f"{tf1}/encoder/layer_{i}/{tf_part}"
-            hf = f"electra.encoder.layer.{i}.{hf_part}"
-            kh = f"transformer_layer_{i}/{kh_part}" if keras_hub else None
+            names = (f"{ours}/layer_{i}/{part}", f"{tf1}/encoder/layer_{i}/{tf_part}",
+                     f"electra.encoder.layer.{i}.{hf_part}", hf_model,
+                     f"transformer_layer_{i}/{kh_part}" if keras_hub else None)
             if part.endswith("layer_norm"):
-                for o, t, h in LAYER_NORM:
-                    params.append(Param(f"{our}/{o}", f"{tf}/{t}", f"{hf}.{h}", hf_model,
-                                        f"{kh}/{o}" if kh else None, (hidden,)))
+                params += _layer_norm(*names, hidden)
             else:
-                dense(our, tf, hf, kh, ffn if part == "output_dense" else hidden,
-                      ffn if part == "intermediate" else hidden)
+                params += _dense(*names, ffn if part == "output_dense" else hidden,
+                                 ffn if part == "intermediate" else hidden)
     return params
 
 
@@ -145,31 +152,23 @@ def parameters(config: Config, generator: bool = True, rtd_head: bool = True) ->
               "electra.embeddings.token_type_embeddings.weight", "discriminator",
               "segment_embedding/embeddings", (segments, emb)),
     ]
-    for o, t, h in LAYER_NORM:
-        params.append(Param(f"embeddings/layer_norm/{o}", f"electra/embeddings/LayerNorm/{t}",
-                            f"electra.embeddings.LayerNorm.{h}", "discriminator",
-                            f"embeddings_layer_norm/{o}", (emb,)))
+    params += _layer_norm("embeddings/layer_norm", "electra/embeddings/LayerNorm",
+                          "electra.embeddings.LayerNorm", "discriminator",
+                          "embeddings_layer_norm", emb)
     params += _encoder(config, "discriminator", "electra", "discriminator", True, hidden, ffn)
     if rtd_head:
-        for o, t, h in DENSE:
-            params.append(Param(f"rtd_head/dense/{o}", f"discriminator_predictions/dense/{t}",
-                                f"discriminator_predictions.dense.{h}", "discriminator", None,
-                                (hidden, hidden) if o == "kernel" else (hidden,)))
-        for o, t, h in DENSE:
-            params.append(Param(f"rtd_head/logits/{o}", f"discriminator_predictions/dense_1/{t}",
-                                f"discriminator_predictions.dense_prediction.{h}",
-                                "discriminator", None, (hidden, one) if o == "kernel" else (one,)))
+        params += _dense("rtd_head/dense", "discriminator_predictions/dense",
+                         "discriminator_predictions.dense", "discriminator", None, hidden, hidden)
+        params += _dense("rtd_head/logits", "discriminator_predictions/dense_1",
+                         "discriminator_predictions.dense_prediction", "discriminator", None,
+                         hidden, one)
     if generator:
         g_hidden, g_ffn = _generator_dims(config)
         params += _encoder(config, "generator", "generator", "generator", False, g_hidden, g_ffn)
-        for o, t, h in DENSE:
-            params.append(Param(f"mlm_head/dense/{o}", f"generator_predictions/dense/{t}",
-                                f"generator_predictions.dense.{h}", "generator", None,
-                                (g_hidden, emb) if o == "kernel" else (emb,)))
-        for o, t, h in LAYER_NORM:
-            params.append(Param(f"mlm_head/layer_norm/{o}", f"generator_predictions/LayerNorm/{t}",
-                                f"generator_predictions.LayerNorm.{h}", "generator", None,
-                                (emb,)))
+        params += _dense("mlm_head/dense", "generator_predictions/dense",
+                         "generator_predictions.dense", "generator", None, g_hidden, emb)
+        params += _layer_norm("mlm_head/layer_norm", "generator_predictions/LayerNorm",
+                              "generator_predictions.LayerNorm", "generator", None, emb)
         params.append(Param("mlm_head/output_bias", "generator_predictions/output_bias",
                             "generator_lm_head.bias", "generator", None, (vocab,)))
     return params
